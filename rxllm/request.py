@@ -1,0 +1,152 @@
+"""What a user asks for: ``Message`` and ``StreamRequest``.
+
+Both are frozen and validated on construction, so bad input fails with a
+``ValueError`` naming the field before anything touches the network.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal, TypeAlias, get_args
+
+__all__ = ["Message", "ReasoningEffort", "Role", "StreamRequest"]
+
+Role: TypeAlias = Literal["system", "user", "assistant"]
+ReasoningEffort: TypeAlias = Literal["low", "medium", "high"]
+
+_ROLES: frozenset[str] = frozenset(get_args(Role))
+_EFFORTS: frozenset[str] = frozenset(get_args(ReasoningEffort))
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One turn of a conversation. ``role`` is ``"system"``, ``"user"`` or ``"assistant"``."""
+
+    role: Role
+    content: str
+
+    def __post_init__(self) -> None:
+        if self.role not in _ROLES:
+            raise ValueError(
+                f"Message.role must be one of {sorted(_ROLES)}, got {self.role!r}"
+            )
+        if not isinstance(self.content, str):
+            raise ValueError(f"Message.content must be a str, got {type(self.content).__name__}")
+
+
+@dataclass(frozen=True, slots=True)
+class StreamRequest:
+    """A request for one streamed reply.
+
+    Give ``prompt`` or ``messages`` (or both: the prompt becomes the last user
+    message). ``system`` is the system prompt; a ``"system"`` message in
+    ``messages`` is merged into it by providers that take it separately.
+    ``reasoning`` asks for thinking: ``True`` for the provider's default
+    budget, or an effort level ``"low" | "medium" | "high"``.
+
+    Example:
+        >>> StreamRequest(model="claude-sonnet-4-5", prompt="Hi").conversation()
+        (Message(role='user', content='Hi'),)
+    """
+
+    model: str
+    prompt: str | None = None
+    messages: tuple[Message, ...] = ()
+    system: str | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+    stop: tuple[str, ...] = ()
+    reasoning: bool | ReasoningEffort = False
+    options: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    """Provider-specific extras passed through to the SDK call (advanced)."""
+
+    def __post_init__(self) -> None:
+        # Accept lists and dicts for convenience, store tuples of Message.
+        object.__setattr__(self, "messages", tuple(_as_message(m) for m in self.messages))
+        if isinstance(self.stop, str):
+            object.__setattr__(self, "stop", (self.stop,))
+        else:
+            object.__setattr__(self, "stop", tuple(self.stop))
+        self._validate()
+
+    def _validate(self) -> None:
+        if not isinstance(self.model, str) or not self.model.strip():
+            raise ValueError("StreamRequest.model must be a non-empty model name")
+        if self.prompt is None and not self.messages:
+            raise ValueError("StreamRequest needs a prompt or messages (both are empty)")
+        if self.prompt is not None and not self.prompt.strip():
+            raise ValueError("StreamRequest.prompt must not be empty")
+        if self.temperature is not None and (
+            not isinstance(self.temperature, int | float)
+            or math.isnan(self.temperature)
+            or not 0 <= self.temperature <= 2
+        ):
+            raise ValueError(
+                f"StreamRequest.temperature must be between 0 and 2, got {self.temperature!r}"
+            )
+        if self.max_tokens is not None and (
+            isinstance(self.max_tokens, bool)
+            or not isinstance(self.max_tokens, int)
+            or self.max_tokens < 1
+        ):
+            raise ValueError(f"StreamRequest.max_tokens must be >= 1, got {self.max_tokens!r}")
+        if not all(isinstance(s, str) and s for s in self.stop):
+            raise ValueError("StreamRequest.stop must be non-empty strings")
+        if not isinstance(self.reasoning, bool) and self.reasoning not in _EFFORTS:
+            raise ValueError(
+                "StreamRequest.reasoning must be True, False or one of "
+                f"{sorted(_EFFORTS)}, got {self.reasoning!r}"
+            )
+        if not any(m.role == "user" for m in self.conversation()):
+            raise ValueError("StreamRequest needs at least one user message or a prompt")
+
+    def conversation(self) -> tuple[Message, ...]:
+        """The non-system messages to send, the prompt last."""
+        turns = tuple(m for m in self.messages if m.role != "system")
+        if self.prompt is not None:
+            turns += (Message("user", self.prompt),)
+        return turns
+
+    def system_prompt(self) -> str | None:
+        """``system`` and any system messages, joined; ``None`` when there is none."""
+        parts = [self.system] if self.system else []
+        parts += [m.content for m in self.messages if m.role == "system"]
+        return "\n\n".join(parts) if parts else None
+
+    def replace(self, **changes: Any) -> StreamRequest:
+        """A copy with some fields changed (validated again)."""
+        return replace(self, **changes)
+
+    def continued(self, partial: str) -> StreamRequest:
+        """The request that asks the model to continue after ``partial`` (assistant prefill).
+
+        Used by ``retry_on_interrupt`` to resume a cut stream without
+        repeating text. ``max_tokens`` is left to the caller to reduce.
+        """
+        turns = self.conversation()
+        if turns and turns[-1].role == "assistant":
+            last = turns[-1]
+            turns = (*turns[:-1], Message("assistant", last.content + partial))
+        else:
+            turns = (*turns, Message("assistant", partial))
+        systems = tuple(m for m in self.messages if m.role == "system")
+        return replace(self, prompt=None, messages=(*systems, *turns))
+
+    @property
+    def prefill(self) -> str:
+        """The assistant prefill the reply continues from ('' when none)."""
+        turns = self.conversation()
+        return turns[-1].content if turns and turns[-1].role == "assistant" else ""
+
+
+def _as_message(value: Message | dict[str, Any] | Sequence[str]) -> Message:
+    if isinstance(value, Message):
+        return value
+    if isinstance(value, dict):
+        return Message(value.get("role"), value.get("content"))  # type: ignore[arg-type]
+    role, content = value
+    return Message(role, content)  # type: ignore[arg-type]
+
+
