@@ -1,0 +1,215 @@
+"""The bridge: a cold ``Observable`` over a factory of async iterators.
+
+RxPY has no source for an async iterator; this is rxllm's. Each subscription
+calls the factory afresh and iterates it in an asyncio task:
+
+- in a running event loop (asyncio programs, Jupyter), on that loop (or on the
+  loop of an ``AsyncIOScheduler`` passed to ``subscribe``);
+- in plain synchronous code, on one private background loop thread shared by
+  the whole process.
+
+Disposing the subscription **cancels that task**, so the iterator's cleanup
+(``finally`` blocks, ``aclose``) runs inside a cancelled task. That matters:
+google-genai and xai-sdk close their connection only when the iterating task
+is cancelled; breaking out of the loop leaves it open.
+
+Pulling consumers (``rxllm.aiter``) may install a :class:`Demand` while they
+subscribe; the bridge then waits for room before each pull from the upstream
+iterator, so a slow consumer pauses the network read instead of buffering.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextvars import ContextVar
+from typing import Any, TypeVar
+
+import reactivex
+from reactivex import abc
+from reactivex.disposable import Disposable
+from reactivex.scheduler.eventloop import AsyncIOScheduler
+
+__all__ = ["Demand", "background_loop", "demand_scope", "from_async_iterable"]
+
+_T = TypeVar("_T")
+
+
+class Demand:
+    """A gate a pulling consumer opens and closes; the bridge pulls only while it is open.
+
+    Thread-safe: ``close``/``open`` may be called from any thread; ``wait`` runs
+    on the bridge's loop.
+    """
+
+    def __init__(self) -> None:
+        self._open = threading.Event()
+        self._open.set()
+        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self._open.clear()
+
+    def open(self) -> None:
+        with self._lock:
+            self._open.set()
+            waiters, self._waiters = self._waiters, []
+        for loop, future in waiters:
+            loop.call_soon_threadsafe(_resolve, future)
+
+    @property
+    def is_open(self) -> bool:
+        return self._open.is_set()
+
+    async def wait(self) -> None:
+        """Return when the gate is open."""
+        while not self._open.is_set():
+            loop = asyncio.get_running_loop()
+            future: asyncio.Future[None] = loop.create_future()
+            with self._lock:
+                if self._open.is_set():
+                    return
+                self._waiters.append((loop, future))
+            await future
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+_running: set[asyncio.Task[None]] = set()
+
+_current_demand: ContextVar[Demand | None] = ContextVar("rxllm_demand", default=None)
+
+
+@contextlib.contextmanager
+def demand_scope(demand: Demand) -> Iterator[None]:
+    """Subscriptions made inside this block pull only while ``demand`` is open."""
+    token = _current_demand.set(demand)
+    try:
+        yield
+    finally:
+        _current_demand.reset(token)
+
+
+class _BackgroundLoop:
+    """One private event loop on a daemon thread, for subscriptions made outside any loop."""
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None or self._loop.is_closed():
+                loop = asyncio.new_event_loop()
+                ready = threading.Event()
+
+                def run() -> None:
+                    asyncio.set_event_loop(loop)
+                    loop.call_soon(ready.set)
+                    loop.run_forever()
+
+                threading.Thread(target=run, name="rxllm-loop", daemon=True).start()
+                ready.wait()
+                self._loop = loop
+            return self._loop
+
+
+_background = _BackgroundLoop()
+
+
+def background_loop() -> asyncio.AbstractEventLoop:
+    """rxllm's private loop for synchronous callers (started on first use)."""
+    return _background.get()
+
+
+def _target_loop(scheduler: abc.SchedulerBase | None) -> asyncio.AbstractEventLoop:
+    if isinstance(scheduler, AsyncIOScheduler):
+        return scheduler._loop  # noqa: SLF001 - RxPY exposes no accessor
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return background_loop()
+
+
+def from_async_iterable(factory: Callable[[], AsyncIterator[_T]]) -> reactivex.Observable[_T]:
+    """A cold Observable that iterates ``factory()`` afresh for every subscription.
+
+    Example:
+        >>> async def numbers():
+        ...     for n in range(3):
+        ...         yield n
+        >>> from_async_iterable(numbers).pipe(ops.to_list()).run()
+        [0, 1, 2]
+    """
+
+    def subscribe(
+        observer: abc.ObserverBase[_T], scheduler: abc.SchedulerBase | None = None
+    ) -> abc.DisposableBase:
+        loop = _target_loop(scheduler)
+        demand = _current_demand.get()
+        disposed = False
+
+        async def pump() -> None:
+            iterator = factory()
+            try:
+                while True:
+                    if demand is not None and not demand.is_open:
+                        await demand.wait()
+                    try:
+                        item = await iterator.__anext__()
+                    except StopAsyncIteration:
+                        break
+                    if disposed:
+                        return
+                    observer.on_next(item)
+                    if disposed:
+                        return
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # noqa: BLE001 - every error goes to on_error
+                if not disposed:
+                    observer.on_error(error)
+                return
+            finally:
+                aclose: Any = getattr(iterator, "aclose", None)
+                if aclose is not None:
+                    with contextlib.suppress(Exception):
+                        await aclose()
+            if not disposed:
+                observer.on_completed()
+
+        # Either handle cancels its task; a concurrent future does it thread-safely.
+        handle: asyncio.Task[None] | concurrent.futures.Future[None]
+        if _is_loop_thread(loop):
+            handle = loop.create_task(pump())
+            # The loop only keeps weak references to tasks; a subscriber that drops its
+            # disposable must not see its stream garbage-collected mid-flight.
+            _running.add(handle)
+            handle.add_done_callback(_running.discard)
+        else:
+            handle = asyncio.run_coroutine_threadsafe(pump(), loop)
+
+        def dispose() -> None:
+            nonlocal disposed
+            if disposed:
+                return
+            disposed = True
+            handle.cancel()
+
+        return Disposable(dispose)
+
+    return reactivex.create(subscribe)
+
+
+def _is_loop_thread(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False

@@ -1,0 +1,153 @@
+"""What the emulator says: deterministic replies, token pieces, continuation, max_tokens."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from ._behaviour import Behaviour
+
+__all__ = ["Plan", "count_tokens", "plan_reply", "tokenize"]
+
+_WORDS = (
+    "the stream carries every token in order while the observer reacts to each event as it "
+    "arrives and a cold observable starts work only when someone subscribes so a cancelled "
+    "request closes its connection at once naïve café Zürich crème brûlée smörgåsbord "
+    "façade jalapeño résumé München Ελληνικά русский 日本語 中文 한국어 — “quoted” "
+    "emoji 🚀 ✨ 👋🏽 tokens usage latency throughput backpressure operator scheduler"
+).split()
+
+_REASONING_WORDS = (
+    "first consider what the user asks then weigh the options check the facts and "
+    "plan a short clear answer before writing it out step by step"
+).split()
+
+_PIECE = re.compile(r"\s*\S{1,4}|\s+")
+
+
+def tokenize(text: str) -> list[str]:
+    """Split text into token-like pieces (a word's first four characters carry its space).
+
+    Concatenating the pieces gives back ``text`` exactly; multi-byte words are
+    split across pieces (``" Zür" + "ich"``), as real tokenizers do.
+    """
+    return _PIECE.findall(text)
+
+
+def count_tokens(text: str) -> int:
+    return len(tokenize(text))
+
+
+def _sentence(rng: random.Random, words: list[str], count: int) -> str:
+    chosen = [rng.choice(words) for _ in range(count)]
+    out: list[str] = []
+    for i in range(0, len(chosen), 12):
+        part = " ".join(chosen[i : i + 12])
+        out.append(part[0].upper() + part[1:] + ".")
+    return " ".join(out)
+
+
+def generated_reply(seed_text: str, words: int) -> str:
+    rng = random.Random(hashlib.sha256(seed_text.encode()).digest())
+    return _sentence(rng, list(_WORDS), words)
+
+
+def generated_reasoning(seed_text: str) -> str:
+    rng = random.Random(hashlib.sha256(b"reasoning:" + seed_text.encode()).digest())
+    return _sentence(rng, list(_REASONING_WORDS), 24)
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """Everything a dialect streams for one successful request."""
+
+    model: str
+    reasoning: tuple[str, ...]
+    """Reasoning token pieces (empty when reasoning is off)."""
+    text: tuple[str, ...]
+    """Reply token pieces after the prefill (the continuation)."""
+    prompt_tokens: int
+    finish: Literal["stop", "length"]
+    behaviour: Behaviour
+
+    @property
+    def completion_tokens(self) -> int:
+        return len(self.reasoning) + len(self.text)
+
+    @property
+    def reasoning_tokens(self) -> int:
+        return len(self.reasoning)
+
+    def text_chunks(self) -> list[str]:
+        """Reply pieces grouped ``behaviour.chunk`` tokens per content event."""
+        return _group(self.text, self.behaviour.chunk)
+
+    def reasoning_chunks(self) -> list[str]:
+        return _group(self.reasoning, self.behaviour.chunk)
+
+
+def _group(pieces: tuple[str, ...], size: int) -> list[str]:
+    return ["".join(pieces[i : i + size]) for i in range(0, len(pieces), size)]
+
+
+def plan_reply(
+    *,
+    model: str,
+    conversation: list[tuple[str, str]],
+    system: str | None,
+    max_tokens: int | None,
+    want_reasoning: bool,
+    behaviour: Behaviour,
+) -> Plan:
+    """Decide the reply to ``conversation`` (``(role, text)`` pairs, any trailing assistant
+    turn being a prefill).
+
+    The reply depends only on the conversation before the prefill and the
+    model, so the same request gives the same reply and a request that ends
+    with a prefix of that reply continues it without repeating.
+    """
+    prefill = ""
+    turns = list(conversation)
+    if turns and turns[-1][0] == "assistant":
+        prefill = turns.pop()[1]
+    seed = "\n".join(f"{role}:{text}" for role, text in turns) + f"\nmodel:{model}"
+    full = behaviour.reply if behaviour.reply is not None else generated_reply(seed, behaviour.words)
+    pieces = tokenize(full)
+    rest = _after_prefill(pieces, full, prefill)
+    reasoning_on = want_reasoning if behaviour.reasoning is None else behaviour.reasoning
+    reasoning = tuple(tokenize(generated_reasoning(seed))) if reasoning_on and not prefill else ()
+    prompt_text = (system or "") + "".join(text for _, text in conversation)
+    prompt_tokens = count_tokens(prompt_text) + 4 * len(conversation) + (3 if system else 0)
+    finish: Literal["stop", "length"] = "stop"
+    if max_tokens is not None and len(reasoning) + len(rest) > max_tokens:
+        finish = "length"
+        reasoning = reasoning[:max_tokens]
+        rest = rest[: max(0, max_tokens - len(reasoning))]
+    return Plan(
+        model=model,
+        reasoning=reasoning,
+        text=tuple(rest),
+        prompt_tokens=prompt_tokens,
+        finish=finish,
+        behaviour=behaviour,
+    )
+
+
+def _after_prefill(pieces: list[str], full: str, prefill: str) -> list[str]:
+    if not prefill:
+        return pieces
+    if not full.startswith(prefill):
+        return pieces  # not a prefix: answer afresh, as a real model would
+    consumed = ""
+    for i, piece in enumerate(pieces):
+        if consumed == prefill:
+            return pieces[i:]
+        consumed += piece
+        if len(consumed) > len(prefill):
+            break
+    if consumed == prefill:
+        return []
+    return tokenize(full[len(prefill) :])

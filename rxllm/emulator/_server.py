@@ -1,0 +1,208 @@
+"""The ``Emulator``: one aiohttp server (Anthropic, OpenAI, Gemini under path prefixes)
+and one gRPC server (xAI), both on 127.0.0.1, free ports."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from types import TracebackType
+from typing import Any
+
+from aiohttp import web
+
+from . import _anthropic, _gemini, _openai, _xai
+from ._behaviour import Behaviour
+from ._state import Dialect, EmulatorState, RecordedRequest
+
+__all__ = ["Emulator"]
+
+HOST = "127.0.0.1"
+_PREFIX = {"anthropic": "/anthropic", "openai": "/openai", "gemini": "/gemini"}
+# base_url means what each SDK means by it: OpenAI's includes /v1, the others add their version.
+_BASE_SUFFIX = {"anthropic": "/anthropic", "openai": "/openai/v1", "gemini": "/gemini"}
+
+
+class Emulator:
+    """A local server speaking the four providers' wire protocols, with injected faults.
+
+    Example:
+        >>> async with Emulator() as emu:
+        ...     client = anthropic.AsyncAnthropic(base_url=emu.base_url("anthropic"), api_key="k")
+        ...
+        >>> with Emulator(api_key="secret") as emu:   # blocking form: a background thread
+        ...     print(emu.env())
+
+    Args:
+        api_key: the key every request must present; ``None`` accepts any non-empty key.
+        ttft, tps, chunk, words, reasoning: default pacing and content knobs
+            (see ``rxllm.emulator._behaviour`` for per-request overrides).
+    """
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        ttft: float = 0.0,
+        tps: float = 0.0,
+        chunk: int = 1,
+        words: int = 60,
+        reasoning: bool | None = None,
+        port: int = 0,
+        grpc_port: int = 0,
+    ) -> None:
+        self.state = EmulatorState(
+            api_key=api_key,
+            defaults=Behaviour(ttft=ttft, tps=tps, chunk=chunk, words=words, reasoning=reasoning),
+        )
+        self._want_port = port
+        self._want_grpc_port = grpc_port
+        self._runner: web.AppRunner | None = None
+        self._xai: _xai.XaiServer | None = None
+        self.port = 0
+        self.grpc_port = 0
+        self._thread: threading.Thread | None = None
+        self._thread_loop: asyncio.AbstractEventLoop | None = None
+
+    # -- addresses --------------------------------------------------------------------------
+
+    def base_url(self, dialect: Dialect | str) -> str:
+        """The ``base_url`` to give each SDK (for ``"xai"``/``"grok"``, the gRPC ``host:port``)."""
+        if dialect in ("xai", "grok"):
+            return self.xai_address
+        if dialect not in _BASE_SUFFIX:
+            raise ValueError(f"unknown dialect {dialect!r}; known: anthropic, openai, gemini, xai")
+        return f"http://{HOST}:{self.port}{_BASE_SUFFIX[dialect]}"
+
+    @property
+    def xai_address(self) -> str:
+        return f"{HOST}:{self.grpc_port}"
+
+    def env(self) -> dict[str, str]:
+        """Environment variables that point rxllm (and the SDKs) at this emulator."""
+        key = self.state.api_key or "emulator-key"
+        return {
+            "ANTHROPIC_BASE_URL": self.base_url("anthropic"),
+            "ANTHROPIC_API_KEY": key,
+            "OPENAI_BASE_URL": self.base_url("openai"),
+            "OPENAI_API_KEY": key,
+            "GEMINI_BASE_URL": self.base_url("gemini"),
+            "GEMINI_API_KEY": key,
+            "XAI_BASE_URL": self.xai_address,
+            "XAI_API_KEY": key,
+        }
+
+    # -- what it saw ------------------------------------------------------------------------
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        return list(self.state.requests)
+
+    @property
+    def disconnects(self) -> list[RecordedRequest]:
+        """Requests whose client went away before the stream ended."""
+        return [r for r in self.state.requests if r.disconnected]
+
+    def wait_for_disconnects(self, count: int = 1, timeout: float = 10.0) -> list[RecordedRequest]:
+        """Block until ``count`` disconnects were recorded (or ``timeout``); return them all."""
+        self.state.wait_until(lambda: len(self.disconnects) >= count, timeout)
+        return self.disconnects
+
+    async def wait_for_disconnects_async(
+        self, count: int = 1, timeout: float = 10.0
+    ) -> list[RecordedRequest]:
+        """``wait_for_disconnects`` for async code (does not block the loop)."""
+        return await asyncio.to_thread(self.wait_for_disconnects, count, timeout)
+
+    def wait_for_idle(self, timeout: float = 10.0) -> bool:
+        """Block until every recorded request has ended."""
+        return self.state.wait_until(
+            lambda: all(r.ended is not None for r in self.state.requests), timeout
+        )
+
+    def reset(self) -> None:
+        """Forget recorded requests and fault counters."""
+        self.state.reset()
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        app = web.Application()
+        for dialect, module in (
+            ("anthropic", _anthropic),
+            ("openai", _openai),
+            ("gemini", _gemini),
+        ):
+            sub = web.Application()
+            sub.add_routes(module.routes(self.state))
+            app.add_subapp(_PREFIX[dialect], sub)
+        # handler_cancellation: a client that disconnects cancels its handler at once,
+        # which is how a stalled stream notices it was abandoned.
+        self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, HOST, self._want_port)
+        await site.start()
+        self.port = _bound_port(site)
+        self._xai = await _xai.start(self.state, HOST, self._want_grpc_port)
+        self.grpc_port = self._xai.port
+
+    async def stop(self) -> None:
+        if self._xai is not None:
+            await self._xai.stop()
+            self._xai = None
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> Emulator:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def __enter__(self) -> Emulator:
+        """Run the emulator on a background thread with its own event loop."""
+        loop = asyncio.new_event_loop()
+        started = threading.Event()
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            asyncio.set_event_loop(loop)
+            try:
+                loop.run_until_complete(self.start())
+            except BaseException as error:  # noqa: BLE001 - re-raised in the caller
+                failure.append(error)
+                started.set()
+                return
+            started.set()
+            loop.run_forever()
+            loop.run_until_complete(self.stop())
+            loop.close()
+
+        self._thread_loop = loop
+        self._thread = threading.Thread(target=run, name="rxllm-emulator", daemon=True)
+        self._thread.start()
+        started.wait()
+        if failure:
+            raise failure[0]
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._thread_loop is not None and self._thread is not None:
+            self._thread_loop.call_soon_threadsafe(self._thread_loop.stop)
+            self._thread.join(timeout=10)
+            self._thread = None
+            self._thread_loop = None
+
+    def __repr__(self) -> str:
+        return f"<Emulator http://{HOST}:{self.port} grpc={self.xai_address}>"
+
+
+def _bound_port(site: web.TCPSite) -> int:
+    server: Any = site._server  # noqa: SLF001 - aiohttp exposes no bound-port accessor
+    return int(server.sockets[0].getsockname()[1])

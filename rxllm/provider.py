@@ -1,0 +1,174 @@
+"""``Provider``: the one interface every vendor implements (the seed's ``ILLMProvider``).
+
+A provider module (``rxllm/providers/<vendor>.py``) is a mapper and nothing
+more: it subclasses :class:`Provider` and implements
+
+- ``_make_client()``: build the official SDK client (retries off);
+- ``_events(request)``: call the SDK, map each chunk to a ``StreamEvent``,
+  end with exactly one ``DoneEvent`` (usage normalized, cost left ``None``),
+  raise an ``rxllm.errors`` error for anything that goes wrong (including a
+  stream that ends without its terminal event), and close the SDK stream in
+  a ``finally`` so that cancellation closes the connection.
+
+Everything else (validation, cost from the catalog, the cold Observable,
+``generate``) lives here once.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import os
+import weakref
+from collections.abc import AsyncIterator
+from typing import Any, ClassVar, Generic, TypeVar
+
+from pydantic import SecretStr
+
+from . import catalog
+from .errors import ConfigurationError
+from .events import DoneEvent, StreamEvent
+from .request import StreamRequest
+from .result import StreamResult
+from .stream import LLMStream
+
+__all__ = ["Provider"]
+
+_Client = TypeVar("_Client")
+
+
+class Provider(abc.ABC, Generic[_Client]):
+    """A long-lived, shared handle on one vendor's API: owns the SDK client and its pool.
+
+    Example:
+        >>> p = rxllm.provider("anthropic")
+        >>> await p.generate(StreamRequest(model="claude-sonnet-4-5", prompt="Hi"))
+    """
+
+    name: ClassVar[str]
+    """Registry name, e.g. ``"anthropic"``."""
+    aliases: ClassVar[tuple[str, ...]] = ()
+    api_key_env: ClassVar[tuple[str, ...]]
+    """Environment variables read for the API key, in order of preference."""
+    base_url_env: ClassVar[str | None] = None
+    """Environment variable read for the base URL."""
+    default_model: ClassVar[str]
+
+    def __init__(
+        self,
+        *,
+        api_key: str | SecretStr | None = None,
+        base_url: str | None = None,
+        timeout: float | None = None,
+        **options: Any,
+    ) -> None:
+        key = api_key if api_key is not None else _first_env(self.api_key_env)
+        if isinstance(key, SecretStr):
+            key = key.get_secret_value()
+        if not key:
+            variables = " or ".join(self.api_key_env)
+            raise ConfigurationError(
+                f"no API key for {self.name}: set {variables} or pass api_key=",
+                provider=self.name,
+            )
+        self._api_key = SecretStr(key)
+        env_url = os.environ.get(self.base_url_env) if self.base_url_env else None
+        self.base_url: str | None = base_url or env_url or None
+        self.timeout = timeout
+        self.options = options
+        # SDK clients hold connection pools bound to one event loop: keep one per loop.
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Client] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    # -- what a vendor module implements ------------------------------------------------
+
+    @abc.abstractmethod
+    def _make_client(self) -> _Client:
+        """Build the official SDK client for the running loop, with SDK retries off."""
+
+    @abc.abstractmethod
+    def _events(self, request: StreamRequest) -> AsyncIterator[StreamEvent]:
+        """Stream one request: tokens and reasoning, then exactly one ``DoneEvent``."""
+
+    async def _close_client(self, client: _Client) -> None:  # noqa: B027 - optional hook
+        """Release a client's connections (override when the SDK needs it)."""
+
+    # -- the public surface ---------------------------------------------------------------
+
+    @property
+    def api_key(self) -> SecretStr:
+        """The API key, as a secret that never prints."""
+        return self._api_key
+
+    def client(self) -> _Client:
+        """The SDK client for the running event loop (made on first use)."""
+        loop = asyncio.get_running_loop()
+        client = self._clients.get(loop)
+        if client is None:
+            client = self._make_client()
+            self._clients[loop] = client
+        return client
+
+    def stream(self, request: StreamRequest | str, **fields: Any) -> LLMStream:
+        """A cold ``Observable[StreamEvent]`` for ``request`` (or a prompt and fields).
+
+        Nothing is sent until it is subscribed; each subscription is one request.
+        """
+        return LLMStream(self, self.request(request, **fields))
+
+    def request(self, request: StreamRequest | str, **fields: Any) -> StreamRequest:
+        """Build and validate a request: a prompt string, or a request with fields replaced."""
+        if isinstance(request, StreamRequest):
+            return request.replace(**fields) if fields else request
+        fields.setdefault("model", self.default_model)
+        return StreamRequest(prompt=request, **fields)
+
+    async def events(self, request: StreamRequest) -> AsyncIterator[StreamEvent]:
+        """The provider's events for one request, with cost filled in from the catalog."""
+        async for event in self._events(request):
+            if isinstance(event, DoneEvent) and event.usage.cost is None:
+                cost = catalog.cost(self.name, event.model or request.model, event.usage)
+                if cost is not None:
+                    event = DoneEvent(
+                        usage=event.usage.with_cost(cost),
+                        finish_reason=event.finish_reason,
+                        model=event.model,
+                        provider=event.provider,
+                        details=event.details,
+                    )
+            yield event
+
+    async def complete(self, request: StreamRequest | str, **fields: Any) -> StreamResult:
+        """Stream ``request`` to the end and return text, reasoning, usage and finish reason."""
+        built = self.request(request, **fields)
+        return StreamResult.from_events([event async for event in self.events(built)])
+
+    async def generate(self, request: StreamRequest | str, **fields: Any) -> str:
+        """The whole reply text (the seed's ``generate``)."""
+        return (await self.complete(request, **fields)).text
+
+    def available_models(self) -> list[str]:
+        """Model ids this provider offers, from rxllm's catalog."""
+        return catalog.models(self.name)
+
+    async def aclose(self) -> None:
+        """Close the SDK client of the running loop (others close with their loops)."""
+        client = self._clients.pop(asyncio.get_running_loop(), None)
+        if client is not None:
+            await self._close_client(client)
+
+    def __repr__(self) -> str:
+        url = f" base_url={self.base_url!r}" if self.base_url else ""
+        return f"<{type(self).__name__} {self.name}{url} api_key=**********>"
+
+    def __reduce__(self) -> Any:
+        raise TypeError(f"{type(self).__name__} holds an API key and cannot be pickled")
+
+
+def _first_env(names: tuple[str, ...]) -> str | None:
+    for name in names:
+        value = os.environ.get(name)
+        if value:
+            return value
+    return None
