@@ -1,0 +1,10 @@
+"""Operators: everything a user does around a stream, as composable transforms.
+
+Each works with ``.pipe(...)`` on any provider's ``Observable[StreamEvent]``::
+
+    stream.pipe(take_tokens(200), timeout(first_token=5, idle=10), retry_on_interrupt(3))
+"""
+
+from __future__ import annotations
+
+__all__: list[str] = []
