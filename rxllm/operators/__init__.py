@@ -7,4 +7,8 @@ Each works with ``.pipe(...)`` on any provider's ``Observable[StreamEvent]``::
 
 from __future__ import annotations
 
+from ._take_tokens import take_tokens
+
 __all__: list[str] = []
+
+__all__ += ["take_tokens"]
