@@ -8,7 +8,7 @@ from reactivex import Observable, abc
 from reactivex.disposable import SingleAssignmentDisposable
 
 from ..events import FinishReason, StreamEvent, TokenEvent
-from ._usage_so_far import UsageSoFar
+from ._usage import UsageMeter
 
 __all__ = ["take_tokens"]
 
@@ -51,7 +51,7 @@ def take_tokens(n: int) -> Callable[[Observable[StreamEvent]], Observable[Stream
             observer: abc.ObserverBase[StreamEvent],
             scheduler: abc.SchedulerBase | None = None,
         ) -> abc.DisposableBase:
-            usage = UsageSoFar(source)
+            usage = UsageMeter(source)
             upstream = SingleAssignmentDisposable()
             stopped = False
 
@@ -59,9 +59,10 @@ def take_tokens(n: int) -> Callable[[Observable[StreamEvent]], Observable[Stream
                 nonlocal stopped
                 if stopped:
                     return
-                usage.see(event)
+                usage.observe(event)
                 observer.on_next(event)
-                if isinstance(event, TokenEvent) and usage.tokens >= n and not usage.done_seen:
+                reached = isinstance(event, TokenEvent) and usage.token_events >= n
+                if reached and usage.final is None:
                     stopped = True
                     # Dispose before telling anyone: the connection closes now, not
                     # after the consumer has dealt with the last events.
