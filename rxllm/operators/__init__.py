@@ -7,8 +7,10 @@ Each works with ``.pipe(...)`` on any provider's ``Observable[StreamEvent]``::
 
 from __future__ import annotations
 
+from ._retry_on_interrupt import Backoff, retry_on_interrupt
 from ._take_tokens import take_tokens
 
 __all__: list[str] = []
 
 __all__ += ["take_tokens"]
+__all__ += ["Backoff", "retry_on_interrupt"]

@@ -1,0 +1,292 @@
+"""``retry_on_interrupt``: retry retryable failures, resuming a cut stream where it stopped."""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from reactivex import Observable, abc
+from reactivex.disposable import Disposable, SerialDisposable, SingleAssignmentDisposable
+
+from .. import errors
+from ..errors import RxllmError
+from ..events import DoneEvent, ReasoningEvent, StreamEvent, TokenEvent, Usage
+from ..stream import LLMStream
+from ._scheduling import stream_scheduler
+from ._usage import USAGE_ESTIMATED, UsageMeter
+
+__all__ = ["Backoff", "retry_on_interrupt"]
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Exponential backoff with jitter between retries, in seconds.
+
+    The n-th retry waits ``min(maximum, initial * multiplier ** (n - 1))``, of
+    which a random share of up to ``jitter`` is taken off (``jitter=0`` waits
+    exactly that long; ``jitter=1`` is "full jitter"). The wait is never
+    shorter than the ``retry_after`` the server asked for, even above
+    ``maximum``.
+
+    Example:
+        >>> Backoff(initial=1, multiplier=2, jitter=0).delay(3)
+        4.0
+        >>> Backoff(initial=1, jitter=0).delay(1, retry_after=7.5)
+        7.5
+    """
+
+    initial: float = 0.5
+    maximum: float = 30.0
+    multiplier: float = 2.0
+    jitter: float = 0.5
+
+    def __post_init__(self) -> None:
+        for name in ("initial", "maximum", "multiplier", "jitter"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+                raise ValueError(f"Backoff.{name} must be a number, got {value!r}")
+        if self.initial < 0:
+            raise ValueError(f"Backoff.initial must be >= 0 seconds, got {self.initial!r}")
+        if self.maximum < self.initial:
+            raise ValueError(
+                f"Backoff.maximum ({self.maximum!r}) must be >= initial ({self.initial!r})"
+            )
+        if self.multiplier < 1:
+            raise ValueError(f"Backoff.multiplier must be >= 1, got {self.multiplier!r}")
+        if not 0 <= self.jitter <= 1:
+            raise ValueError(f"Backoff.jitter must be between 0 and 1, got {self.jitter!r}")
+
+    def delay(
+        self,
+        retry: int,
+        *,
+        retry_after: float | None = None,
+        rng: random.Random | None = None,
+    ) -> float:
+        """Seconds to wait before retry number ``retry`` (1 for the first retry)."""
+        wait = min(self.maximum, self.initial * self.multiplier ** max(0, retry - 1))
+        if self.jitter:
+            wait -= wait * self.jitter * (rng or _rng).random()
+        return max(float(wait), retry_after or 0.0)
+
+
+_rng = random.Random()
+
+
+def retry_on_interrupt(
+    max_attempts: int = 3,
+    backoff: Backoff | float = Backoff(),
+) -> Callable[[Observable[StreamEvent]], Observable[StreamEvent]]:
+    """Retry retryable failures; resume a stream that was cut after it produced text.
+
+    Retryable errors are those with ``error.retryable``: rate limited,
+    overloaded, server error, interrupted, and ``TimeoutError`` of phase
+    ``idle``. Anything else (authentication, invalid request, a bug) passes
+    straight through, as does the last error once ``max_attempts`` attempts
+    (the first one included) have failed.
+
+    - **Before any output**: wait (``backoff``, never less than the error's
+      ``retry_after``) and subscribe to the source again.
+    - **After output, on an** :class:`~rxllm.stream.LLMStream` (what
+      ``provider.stream(...)`` returns): subscribe to
+      ``source.continued(text_so_far, tokens_used=...)``, which asks the same
+      provider to continue after the text already delivered (assistant
+      prefill). The consumer sees one seamless stream: no text repeated, none
+      lost.
+    - **After output, on any other Observable**: subscribe to the source
+      again and check that it reproduces the text already delivered; the
+      matching prefix is skipped and the rest delivered. If the new attempt
+      diverges from that text (or ends before reaching its end), the error
+      that caused the retry is raised.
+
+    Reasoning events of a retry that follows delivered output are dropped:
+    they are the model thinking afresh about a different (prefilled) prompt
+    and would interleave with text already shown. Their tokens still count
+    in usage.
+
+    The stream ends with one ``done``: the last attempt's, with ``usage``
+    summed over all attempts. Attempts cut before their own ``done`` are
+    estimated (one token per event, prompt from the request) and the
+    ``done`` then says ``details["usage_estimated"] = True``; attempts that
+    failed before any output (a 429, say) count as free.
+    ``details["attempts"]`` tells how many attempts it took when more than one.
+
+    Waits run on :func:`~rxllm.operators._scheduling.stream_scheduler`: the
+    scheduler given to ``subscribe``, else the running asyncio loop.
+
+    Example:
+        >>> provider.stream("Tell me a story").pipe(
+        ...     retry_on_interrupt(3, backoff=Backoff(initial=0.5, maximum=10))
+        ... )
+
+    .. marble::
+        :alt: retry_on_interrupt
+
+        first:   -a-b-#           (interrupted)
+        second:        -c-d-D|    (source.continued("ab"))
+        [   retry_on_interrupt(2)   ]
+                 -a-b---c-d-D|    (D: usage of both attempts)
+
+    Args:
+        max_attempts: Attempts in all, the first one included (>= 1).
+        backoff: A :class:`Backoff`, or a number of seconds for a fixed wait.
+
+    Returns:
+        An operator for ``.pipe()``.
+
+    Raises:
+        ValueError: ``max_attempts < 1`` or a negative fixed backoff.
+    """
+    if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
+        raise ValueError(
+            f"retry_on_interrupt: max_attempts must be an int >= 1, got {max_attempts!r}"
+        )
+    policy = _as_backoff(backoff)
+
+    def operator(source: Observable[StreamEvent]) -> Observable[StreamEvent]:
+        def subscribe(
+            observer: abc.ObserverBase[StreamEvent],
+            scheduler: abc.SchedulerBase | None = None,
+        ) -> abc.DisposableBase:
+            return _Retrying(source, observer, scheduler, max_attempts, policy).start()
+
+        return Observable(subscribe)
+
+    return operator
+
+
+def _as_backoff(backoff: Backoff | float) -> Backoff:
+    if isinstance(backoff, Backoff):
+        return backoff
+    if isinstance(backoff, bool) or not isinstance(backoff, int | float) or not backoff >= 0:
+        raise ValueError(
+            f"retry_on_interrupt: backoff must be a Backoff or seconds >= 0, got {backoff!r}"
+        )
+    return Backoff(initial=backoff, maximum=backoff, multiplier=1, jitter=0)
+
+
+class _Retrying:
+    """One subscription to ``retry_on_interrupt``: its attempts, delivered text and usage."""
+
+    def __init__(
+        self,
+        source: Observable[StreamEvent],
+        observer: abc.ObserverBase[StreamEvent],
+        scheduler: abc.SchedulerBase | None,
+        max_attempts: int,
+        backoff: Backoff,
+    ) -> None:
+        self.source = source
+        self.observer = observer
+        self.scheduler = scheduler
+        self.max_attempts = max_attempts
+        self.backoff = backoff
+        self.current = SerialDisposable()
+        self.attempt = 0
+        self.delivered: list[str] = []
+        self.delivered_any = False
+        self.past_usage = Usage()
+        self.past_estimated = False
+        self.cause: Exception | None = None
+
+    def start(self) -> abc.DisposableBase:
+        self._run_attempt()
+        return self.current
+
+    def _run_attempt(self) -> None:
+        self.attempt += 1
+        text = "".join(self.delivered)
+        source = self.source
+        prefix = ""
+        if text and isinstance(source, LLMStream):
+            source = source.continued(text, tokens_used=self.past_usage.completion_tokens)
+        elif text:
+            prefix = text
+        meter = UsageMeter(source)
+        matched = 0
+        drop_reasoning = self.delivered_any
+        done = False
+        subscription = SingleAssignmentDisposable()
+        self.current.disposable = subscription
+
+        def on_next(event: StreamEvent) -> None:
+            nonlocal matched, done
+            if done:
+                return
+            meter.observe(event)
+            if isinstance(event, TokenEvent):
+                rest = event.text
+                if matched < len(prefix):
+                    n = min(len(rest), len(prefix) - matched)
+                    if rest[:n] != prefix[matched : matched + n]:
+                        self._diverged()
+                        done = True
+                        return
+                    matched += n
+                    rest = rest[n:]
+                    if not rest:
+                        return
+                    event = TokenEvent(rest)
+                self.delivered.append(rest)
+                self.delivered_any = True
+                self.observer.on_next(event)
+            elif isinstance(event, ReasoningEvent):
+                if not drop_reasoning:
+                    self.delivered_any = True
+                    self.observer.on_next(event)
+            elif isinstance(event, DoneEvent):
+                if matched < len(prefix):
+                    self._diverged()
+                    done = True
+                    return
+                self.observer.on_next(self._final(event, meter))
+            else:
+                self.observer.on_next(event)
+
+        def on_error(error: Exception) -> None:
+            if done:
+                return
+            self._failed(error, meter)
+
+        def on_completed() -> None:
+            if not done:
+                self.observer.on_completed()
+
+        subscription.disposable = source.subscribe(
+            on_next, on_error, on_completed, scheduler=self.scheduler
+        )
+
+    def _final(self, event: DoneEvent, meter: UsageMeter) -> DoneEvent:
+        if self.attempt == 1:
+            return event
+        details: dict[str, Any] = {**event.details, "attempts": self.attempt}
+        if self.past_estimated:
+            details[USAGE_ESTIMATED] = True
+        return DoneEvent(
+            usage=self.past_usage + meter.usage(),
+            finish_reason=event.finish_reason,
+            model=event.model,
+            provider=event.provider,
+            details=details,
+        )
+
+    def _failed(self, error: Exception, meter: UsageMeter) -> None:
+        retryable = isinstance(error, RxllmError) and error.retryable
+        if not retryable or self.attempt >= self.max_attempts:
+            self.observer.on_error(error)
+            return
+        self.cause = error
+        self.past_usage += meter.usage(silent_is_free=True)
+        self.past_estimated = self.past_estimated or (meter.estimated and meter.produced)
+        retry_after = error.retry_after if isinstance(error, RxllmError) else None
+        wait = self.backoff.delay(self.attempt, retry_after=retry_after)
+        timers = stream_scheduler(self.scheduler)
+        self.current.disposable = timers.schedule_relative(wait, lambda _s, _t: self._run_attempt())
+
+    def _diverged(self) -> None:
+        """A restarted (non-LLMStream) source did not reproduce the delivered text."""
+        self.current.disposable = Disposable()  # disposes the diverging attempt
+        self.observer.on_error(self.cause or errors.InterruptedError("the retried stream diverged"))

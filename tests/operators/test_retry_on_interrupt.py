@@ -1,0 +1,357 @@
+"""retry_on_interrupt: retry what is retryable, resume a cut stream without repeating text."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+import reactivex
+from reactivex import Observable
+from reactivex.testing import TestScheduler
+from reactivex.testing.coldobservable import ColdObservable
+
+from rxllm import StreamRequest, errors
+from rxllm.errors import (
+    AuthenticationError,
+    InvalidRequestError,
+    OverloadedError,
+    RateLimitedError,
+    ServerError,
+)
+from rxllm.events import DoneEvent, StreamEvent, Usage
+from rxllm.operators import Backoff, retry_on_interrupt
+
+from .stream_marbles import (
+    PROMPT,
+    MarbleStream,
+    done,
+    on_completed,
+    on_error,
+    on_next,
+    subscribe,
+    think,
+    tok,
+)
+
+NO_JITTER = Backoff(initial=10, maximum=100, multiplier=2, jitter=0)
+
+
+def attempts(*cold: ColdObservable[StreamEvent]) -> Observable[StreamEvent]:
+    """A plain (non-LLMStream) source whose n-th subscription is the n-th cold observable."""
+    queue = list(cold)
+    return reactivex.defer(lambda _: queue.pop(0))
+
+
+class ScriptedStream(MarbleStream):
+    """An LLMStream whose ``continued`` hands out the next scripted attempt and records the call."""
+
+    def __init__(
+        self,
+        script: list[ColdObservable[StreamEvent]],
+        request: StreamRequest,
+        calls: list[tuple[str, int]],
+    ) -> None:
+        super().__init__(script[0], request)
+        self.script = script
+        self.calls = calls
+
+    def continued(self, partial: str, *, tokens_used: int = 0) -> ScriptedStream:
+        self.calls.append((partial, tokens_used))
+        return ScriptedStream(
+            self.script[len(self.calls) :], self.request.continued(partial), self.calls
+        )
+
+
+def with_usage(event: StreamEvent, usage: Usage, **details: Any) -> StreamEvent:
+    """The provider's ``done`` as retry_on_interrupt re-issues it: summed usage, more details."""
+    assert isinstance(event, DoneEvent)
+    return DoneEvent(
+        usage=usage,
+        finish_reason=event.finish_reason,
+        model=event.model,
+        provider=event.provider,
+        details=details,
+    )
+
+
+def usage_of(event: StreamEvent) -> Usage:
+    assert isinstance(event, DoneEvent)
+    return event.usage
+
+
+def test_an_error_before_any_token_waits_and_resubscribes() -> None:
+    scheduler = TestScheduler()
+    first = scheduler.create_cold_observable(on_error(10, OverloadedError("busy")))
+    second = scheduler.create_cold_observable(
+        on_next(5, tok("Hi")), on_next(6, done(1)), on_completed(7)
+    )
+    results = scheduler.start(
+        lambda: attempts(first, second).pipe(retry_on_interrupt(3, backoff=NO_JITTER))
+    )
+    # failed at 210, waited initial=10, so the second attempt starts at 220
+    assert results.messages == [
+        on_next(225, tok("Hi")),
+        on_next(226, with_usage(done(1), usage_of(done(1)), attempts=2)),
+        on_completed(227),
+    ]
+    assert first.subscriptions == [subscribe(200, 210)]
+    assert second.subscriptions == [subscribe(220, 227)]
+
+
+def test_waits_at_least_the_servers_retry_after() -> None:
+    scheduler = TestScheduler()
+    first = scheduler.create_cold_observable(on_error(10, RateLimitedError("429", retry_after=300)))
+    second = scheduler.create_cold_observable(on_next(1, done(0)), on_completed(1))
+    results = scheduler.start(
+        lambda: attempts(first, second).pipe(retry_on_interrupt(3, backoff=NO_JITTER)),
+        disposed=2000,
+    )
+    assert second.subscriptions == [subscribe(510, 511)]
+    assert results.messages[-1] == on_completed(511)
+
+
+def test_backoff_grows_and_the_last_error_passes_through_after_max_attempts() -> None:
+    scheduler = TestScheduler()
+    cold = [scheduler.create_cold_observable(on_error(5, ServerError(f"#{i}"))) for i in range(3)]
+    errors = [o.messages[0].value.exception for o in cold]  # type: ignore[union-attr]
+    results = scheduler.start(
+        lambda: attempts(*cold).pipe(retry_on_interrupt(3, backoff=NO_JITTER))
+    )
+    # 200-205 fails, wait 10; 215-220 fails, wait 20; 240-245 fails: no attempts left
+    assert [o.subscriptions for o in cold] == [
+        [subscribe(200, 205)],
+        [subscribe(215, 220)],
+        [subscribe(240, 245)],
+    ]
+    assert results.messages == [on_error(245, errors[2])]
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        AuthenticationError("bad key"),
+        InvalidRequestError("bad request"),
+        errors.TimeoutError("slow start", phase="first_token"),
+        ValueError("a bug, not a provider failure"),
+    ],
+)
+def test_non_retryable_errors_pass_straight_through(error: Exception) -> None:
+    scheduler = TestScheduler()
+    first = scheduler.create_cold_observable(on_error(10, error))
+    second = scheduler.create_cold_observable(on_next(1, done()), on_completed(2))
+    results = scheduler.start(lambda: attempts(first, second).pipe(retry_on_interrupt(3)))
+    assert results.messages == [on_error(210, error)]
+    assert second.subscriptions == []
+
+
+def test_an_idle_timeout_is_retried() -> None:
+    scheduler = TestScheduler()
+    first = scheduler.create_cold_observable(
+        on_error(10, errors.TimeoutError("quiet", phase="idle"))
+    )
+    second = scheduler.create_cold_observable(on_next(1, done()), on_completed(2))
+    results = scheduler.start(lambda: attempts(first, second).pipe(retry_on_interrupt(2, 1)))
+    assert second.subscriptions == [subscribe(211, 213)]
+    assert results.messages[-1] == on_completed(213)
+
+
+def test_an_llm_stream_cut_after_tokens_resumes_from_the_partial_text() -> None:
+    scheduler = TestScheduler()
+    cut = errors.InterruptedError("connection dropped")
+    script = [
+        scheduler.create_cold_observable(
+            on_next(10, think("plan")),
+            on_next(20, tok("Hel")),
+            on_next(30, tok("lo")),
+            on_error(40, cut),
+        ),
+        scheduler.create_cold_observable(
+            on_next(5, think("again")),  # the continuation's reasoning: dropped
+            on_next(10, tok(" wor")),
+            on_next(20, tok("ld")),
+            on_next(30, done(2)),
+            on_completed(30),
+        ),
+    ]
+    calls: list[tuple[str, int]] = []
+    stream = ScriptedStream(script, StreamRequest(model="marble-1", prompt=PROMPT), calls)
+    results = scheduler.start(lambda: stream.pipe(retry_on_interrupt(2, backoff=NO_JITTER)))
+
+    # the first attempt delivered 3 events: prompt 10 (estimated) + 3 completion, 1 reasoning
+    first_usage = Usage(prompt_tokens=10, completion_tokens=3, reasoning_tokens=1)
+    assert results.messages == [
+        on_next(210, think("plan")),
+        on_next(220, tok("Hel")),
+        on_next(230, tok("lo")),
+        on_next(260, tok(" wor")),
+        on_next(270, tok("ld")),
+        on_next(
+            280,
+            with_usage(done(2), first_usage + usage_of(done(2)), attempts=2, usage_estimated=True),
+        ),
+        on_completed(280),
+    ]
+    assert calls == [("Hello", 3)]
+    assert script[0].subscriptions == [subscribe(200, 240)]
+    assert script[1].subscriptions == [subscribe(250, 280)]
+
+
+def test_continuations_always_extend_the_original_request_with_all_text_so_far() -> None:
+    scheduler = TestScheduler()
+    script = [
+        scheduler.create_cold_observable(
+            on_next(1, tok("a")), on_error(2, errors.InterruptedError("x"))
+        ),
+        scheduler.create_cold_observable(
+            on_next(1, tok("b")), on_error(2, errors.InterruptedError("y"))
+        ),
+        scheduler.create_cold_observable(on_next(1, tok("c")), on_next(2, done()), on_completed(2)),
+    ]
+    calls: list[tuple[str, int]] = []
+    stream = ScriptedStream(script, StreamRequest(model="marble-1", prompt=PROMPT), calls)
+    results = scheduler.start(lambda: stream.pipe(retry_on_interrupt(3, backoff=0)))
+    assert calls == [("a", 1), ("ab", 2)]
+    assert "".join(m.value.value.text for m in results.messages[:3]) == "abc"  # type: ignore[union-attr]
+    assert [o.subscriptions for o in script] == [
+        [subscribe(200, 202)],
+        [subscribe(202, 204)],
+        [subscribe(204, 206)],
+    ]
+
+
+def test_a_plain_source_restarted_after_tokens_skips_the_text_already_delivered() -> None:
+    scheduler = TestScheduler()
+    first = scheduler.create_cold_observable(
+        on_next(10, tok("Hel")),
+        on_next(20, tok("lo")),
+        on_error(30, errors.InterruptedError("cut")),
+    )
+    second = scheduler.create_cold_observable(
+        on_next(10, tok("He")),
+        on_next(20, tok("llo wor")),
+        on_next(30, tok("ld")),
+        on_next(40, done()),
+        on_completed(40),
+    )
+    results = scheduler.start(
+        lambda: attempts(first, second).pipe(retry_on_interrupt(2, backoff=NO_JITTER))
+    )
+    assert results.messages == [
+        on_next(210, tok("Hel")),
+        on_next(220, tok("lo")),
+        on_next(260, tok(" wor")),
+        on_next(270, tok("ld")),
+        on_next(
+            280,
+            with_usage(
+                done(),
+                Usage(completion_tokens=2) + usage_of(done()),
+                attempts=2,
+                usage_estimated=True,
+            ),
+        ),
+        on_completed(280),
+    ]
+    assert second.subscriptions == [subscribe(240, 280)]
+
+
+def test_a_plain_source_that_diverges_on_restart_raises_the_original_error() -> None:
+    scheduler = TestScheduler()
+    cut = errors.InterruptedError("cut")
+    first = scheduler.create_cold_observable(on_next(10, tok("Hello")), on_error(20, cut))
+    second = scheduler.create_cold_observable(
+        on_next(10, tok("Hi")), on_next(20, tok(" there")), on_completed(30)
+    )
+    results = scheduler.start(
+        lambda: attempts(first, second).pipe(retry_on_interrupt(2, backoff=NO_JITTER))
+    )
+    assert results.messages == [on_next(210, tok("Hello")), on_error(240, cut)]
+    assert second.subscriptions == [subscribe(230, 240)]
+
+
+def test_a_plain_source_that_ends_short_of_the_delivered_text_raises_the_original_error() -> None:
+    scheduler = TestScheduler()
+    cut = errors.InterruptedError("cut")
+    first = scheduler.create_cold_observable(on_next(10, tok("Hello")), on_error(20, cut))
+    second = scheduler.create_cold_observable(
+        on_next(10, tok("Hel")), on_next(20, done()), on_completed(30)
+    )
+    results = scheduler.start(
+        lambda: attempts(first, second).pipe(retry_on_interrupt(2, backoff=NO_JITTER))
+    )
+    assert results.messages == [on_next(210, tok("Hello")), on_error(250, cut)]
+    assert second.subscriptions == [subscribe(230, 250)]
+
+
+def test_disposing_while_waiting_cancels_the_retry() -> None:
+    scheduler = TestScheduler()
+    first = scheduler.create_cold_observable(on_error(10, RateLimitedError("429", retry_after=500)))
+    second = scheduler.create_cold_observable(on_next(1, done()), on_completed(2))
+    results = scheduler.start(
+        lambda: attempts(first, second).pipe(retry_on_interrupt(3)), disposed=400
+    )
+    assert results.messages == []
+    assert first.subscriptions == [subscribe(200, 210)]
+    assert second.subscriptions == []
+
+
+def test_disposing_mid_attempt_disposes_the_source() -> None:
+    scheduler = TestScheduler()
+    first = scheduler.create_cold_observable(on_next(10, tok("a")), on_next(500, done()))
+    results = scheduler.start(lambda: attempts(first).pipe(retry_on_interrupt(3)), disposed=300)
+    assert results.messages == [on_next(210, tok("a"))]
+    assert first.subscriptions == [subscribe(200, 300)]
+
+
+def test_a_single_successful_attempt_passes_its_done_unchanged() -> None:
+    scheduler = TestScheduler()
+    source = scheduler.create_cold_observable(
+        on_next(10, tok("a")), on_next(20, done()), on_completed(20)
+    )
+    results = scheduler.start(lambda: source.pipe(retry_on_interrupt()))
+    assert results.messages == [on_next(210, tok("a")), on_next(220, done()), on_completed(220)]
+    assert source.subscriptions == [subscribe(200, 220)]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ({"max_attempts": 0}, "max_attempts"),
+        ({"max_attempts": 1.5}, "max_attempts"),
+        ({"max_attempts": True}, "max_attempts"),
+        ({"backoff": -1}, "backoff"),
+        ({"backoff": float("nan")}, "backoff"),
+        ({"backoff": "1s"}, "backoff"),
+    ],
+)
+def test_bad_arguments_fail_when_the_operator_is_built(args: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        retry_on_interrupt(**args)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"initial": -1},
+        {"initial": 10, "maximum": 5},
+        {"multiplier": 0.5},
+        {"jitter": 1.5},
+        {"jitter": float("nan")},
+    ],
+)
+def test_bad_backoff_fails_when_built(fields: dict[str, float]) -> None:
+    with pytest.raises(ValueError, match="Backoff"):
+        Backoff(**fields)
+
+
+def test_backoff_is_exponential_capped_jittered_and_never_below_retry_after() -> None:
+    plain = Backoff(initial=1, maximum=5, multiplier=2, jitter=0)
+    assert [plain.delay(n) for n in (1, 2, 3, 4)] == [1, 2, 4, 5]
+    assert plain.delay(1, retry_after=8) == 8
+    jittered = Backoff(initial=4, maximum=4, multiplier=1, jitter=0.5)
+    rng = random.Random(7)
+    waits = [jittered.delay(1, rng=rng) for _ in range(200)]
+    assert all(2 <= w <= 4 for w in waits)
+    assert len(set(waits)) > 100
+    assert all(jittered.delay(1, retry_after=3.5, rng=rng) >= 3.5 for _ in range(50))
