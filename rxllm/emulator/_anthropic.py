@@ -40,6 +40,7 @@ from ._state import EmulatorState, Pacer, RecordedRequest
 __all__ = ["routes"]
 
 _MAX_CONTEXT = 200_000
+_NO_SAMPLING_VERSION = "2026-10-21"
 _BATCH = 64  # events per write when nothing paces the stream
 
 _DUMPS = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
@@ -217,8 +218,12 @@ class _Checked:
         self.thinking_budget = thinking_budget
 
 
-def _validate(body: dict[str, Any]) -> _Checked | str:
-    """The request, or the API's 400 message for what is wrong with it."""
+def _validate(body: dict[str, Any], version: str) -> _Checked | str:
+    """The request, or the API's 400 message for what is wrong with it.
+
+    ``version`` is the ``anthropic-version`` header: from 2026-10-21 (what anthropic 2.x
+    sends) the sampling parameters are gone and sending one is a 400, even at its default.
+    """
     for name in ("model", "max_tokens", "messages"):
         if name not in body:
             return f"{name}: Field required"
@@ -253,6 +258,10 @@ def _validate(body: dict[str, Any]) -> _Checked | str:
     system = None if system_raw is None else _text_of(system_raw)
     if system_raw is not None and system is None:
         return "system: Input should be a valid string"
+    if version >= _NO_SAMPLING_VERSION:
+        for name in ("temperature", "top_p", "top_k"):
+            if name in body:
+                return f"{name}: Extra inputs are not permitted"
     temperature = body.get("temperature")
     if temperature is not None and (
         isinstance(temperature, bool)
@@ -545,9 +554,10 @@ class _Handlers:
 
         if not state.key_ok(record.api_key):
             return done(_auth_error())
-        if not request.headers.get("anthropic-version"):
+        version = request.headers.get("anthropic-version")
+        if not version:
             return done(_invalid("anthropic-version: header is required"))
-        checked = _validate(body)
+        checked = _validate(body, version)
         if isinstance(checked, str):
             return done(_invalid(checked))
         behaviour = record.behaviour
