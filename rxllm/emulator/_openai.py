@@ -1,11 +1,666 @@
-"""openai dialect (to be written)."""
+"""The OpenAI Chat Completions dialect: ``POST /v1/chat/completions`` and ``GET /v1/models``.
+
+Faithful to what api.openai.com sends (see ``tests/fixtures/openai``):
+
+- a stream is ``data: <chat.completion.chunk>`` events: a role chunk
+  (``{"role":"assistant","content":"","refusal":null}``), content deltas, a
+  chunk with ``finish_reason`` and an empty ``delta``, then, **only** when
+  ``stream_options.include_usage`` is set, a ``choices: []`` chunk with the
+  usage; then ``data: [DONE]``. With ``include_usage`` every other chunk carries
+  ``"usage":null``. Each chunk has the ``obfuscation`` padding field unless
+  ``stream_options.include_obfuscation`` is false.
+- reasoning models (``gpt-5*``, ``o1``/``o3``/``o4*``) spend reasoning tokens
+  but Chat Completions never streams reasoning text: they only show in
+  ``usage.completion_tokens_details.reasoning_tokens``. The emulator reasons
+  when the request sets ``reasoning_effort`` (other than ``minimal``/``none``)
+  or the ``reasoning=on`` knob forces it.
+- errors are ``{"error": {"message", "type", "param", "code"}}`` with the real
+  status codes: 401 ``invalid_api_key``, 400 ``invalid_request_error``
+  (``context_length_exceeded``), 404 ``model_not_found``, 429
+  ``rate_limit_exceeded`` with ``retry-after``/``retry-after-ms`` and the
+  ``x-ratelimit-*`` headers, 500 ``server_error``, 503 overloaded; an error in
+  the middle of a stream is a ``data: {"error": {...}}`` frame, then ``[DONE]``.
+
+Everything but the delta text of a chunk is encoded once per request.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import itertools
+import json
+import math
+import random
+import string
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
 from aiohttp import web
 
-from ._state import EmulatorState
+from ._behaviour import KNOB_HEADER, Behaviour
+from ._content import Plan, plan_reply
+from ._http import SseStream, json_response, serve_stream
+from ._state import EmulatorState, Pacer, RecordedRequest
+
+__all__ = ["routes"]
+
+_DONE = b"data: [DONE]\n\n"
+# Flush coalesced events once this many are waiting (unpaced streams only): one socket write
+# per event would make the emulator, not the client under test, the bottleneck.
+_BATCH = 32
+
+_REASONING_PREFIXES = ("gpt-5", "o1", "o3", "o4")
+_NO_REASONING_EFFORTS = ("minimal", "none")
+
+
+def _obfuscation_table() -> tuple[bytes, ...]:
+    # Real chunks carry random-length padding so chunk sizes do not leak token lengths;
+    # the emulator cycles through a fixed, seeded table (deterministic output).
+    rng = random.Random(20250814)
+    alphabet = string.ascii_letters + string.digits
+    return tuple(
+        "".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 16))).encode()
+        for _ in range(61)
+    )
+
+
+_OBFUSCATION = _obfuscation_table()
+
+
+def is_reasoning_model(model: str) -> bool:
+    return model.startswith(_REASONING_PREFIXES)
+
+
+def _fingerprint(model: str) -> str | None:
+    # gpt-5 streams send "system_fingerprint": null (captured from gpt-5-nano).
+    if model.startswith("gpt-5"):
+        return None
+    return "fp_" + hashlib.sha256(model.encode()).hexdigest()[:10]
+
+
+# -- error bodies ------------------------------------------------------------------------------
+
+
+def _error_body(message: str, type_: str, param: str | None, code: str | None) -> bytes:
+    # api.openai.com pretty-prints its error bodies with four spaces.
+    payload = {"error": {"message": message, "type": type_, "param": param, "code": code}}
+    return (json.dumps(payload, indent=4, ensure_ascii=False) + "\n").encode()
+
+
+def _request_id(seed: str) -> str:
+    return "req_" + hashlib.sha256(seed.encode()).hexdigest()[:32]
+
+
+def _error(
+    status: int,
+    message: str,
+    type_: str = "invalid_request_error",
+    param: str | None = None,
+    code: str | None = None,
+    *,
+    headers: dict[str, str] | None = None,
+) -> web.Response:
+    all_headers = {"x-request-id": _request_id(f"{status}{message}{time.monotonic_ns()}")}
+    all_headers.update(headers or {})
+    return web.Response(
+        body=_error_body(message, type_, param, code),
+        status=status,
+        headers=all_headers,
+        content_type="application/json",
+    )
+
+
+def _masked(key: str) -> str:
+    # The API echoes a wrong key masked, as "sk-abc***...***wxyz"; never the key itself.
+    if len(key) <= 8:
+        return "*" * len(key)
+    return key[:3] + "*" * (len(key) - 7) + key[-4:]
+
+
+def _auth_error(presented: str | None) -> web.Response:
+    if not presented:
+        return _error(
+            401,
+            "You didn't provide an API key. You need to provide your API key in an "
+            "Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY), or "
+            "as the password field (with blank username) if you're accessing the API from your "
+            "browser and are prompted for a username and password. You can obtain an API key "
+            "from https://platform.openai.com/account/api-keys.",
+        )
+    return _error(
+        401,
+        f"Incorrect API key provided: {_masked(presented)}. You can find your API key at "
+        "https://platform.openai.com/account/api-keys.",
+        code="invalid_api_key",
+    )
+
+
+def _fault_response(fault: str, model: str, behaviour: Behaviour, key: str | None) -> web.Response:
+    """A before-stream fault as api.openai.com answers it."""
+    if fault == "rate_limited":
+        wait = behaviour.retry_after
+        return _error(
+            429,
+            f"Rate limit reached for {model} in organization org-Emulator00000000000000000 on "
+            f"tokens per min (TPM): Limit 30000, Used 30000, Requested 890. Please try again "
+            f"in {wait:g}s. Visit https://platform.openai.com/account/rate-limits to learn more.",
+            "tokens",
+            code="rate_limit_exceeded",
+            headers={
+                # The SDK prefers retry-after-ms (sub-second precision); retry-after is whole
+                # seconds as HTTP defines it.
+                "retry-after": str(math.ceil(wait)),
+                "retry-after-ms": str(round(wait * 1000)),
+                "x-ratelimit-limit-requests": "500",
+                "x-ratelimit-limit-tokens": "30000",
+                "x-ratelimit-remaining-requests": "499",
+                "x-ratelimit-remaining-tokens": "0",
+                "x-ratelimit-reset-requests": "120ms",
+                "x-ratelimit-reset-tokens": f"{wait:g}s",
+            },
+        )
+    if fault == "overloaded":
+        return _error(
+            503, "The engine is currently overloaded, please try again later.", "server_error"
+        )
+    if fault == "server_error":
+        return _error(
+            500,
+            "The server had an error while processing your request. Sorry about that!",
+            "server_error",
+        )
+    if fault == "invalid_key":
+        return _auth_error(key or "sk-emulator-fault")
+    if fault == "context_too_long":
+        return _error(
+            400,
+            "This model's maximum context length is 128000 tokens. However, your messages "
+            "resulted in 131072 tokens. Please reduce the length of the messages.",
+            param="messages",
+            code="context_length_exceeded",
+        )
+    if fault == "model_not_found":
+        return _error(
+            404,
+            f"The model `{model}` does not exist or you do not have access to it.",
+            code="model_not_found",
+        )
+    return _error(
+        400,
+        "Invalid value for 'messages': the emulator was asked to reject this request "
+        "(fault=invalid_request).",
+        param="messages",
+        code="invalid_value",
+    )
+
+
+# -- request parsing ---------------------------------------------------------------------------
+
+
+def _bearer(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
+
+
+def _text(content: Any) -> str:
+    """Message content: a string or a list of parts (only text parts count)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(
+            str(part.get("text", ""))
+            for part in content
+            if isinstance(part, dict) and part.get("type") in ("text", "input_text")
+        )
+    return ""
+
+
+def _validate(body: dict[str, Any], model: str) -> web.Response | None:
+    """The 400s the real API gives for a malformed request (checked after authentication)."""
+    messages = body.get("messages")
+    if not model:
+        return _error(400, "you must provide a model parameter")
+    if messages is None:
+        return _error(
+            400,
+            "Missing required parameter: 'messages'.",
+            param="messages",
+            code="missing_required_parameter",
+        )
+    if not isinstance(messages, list) or not messages:
+        return _error(
+            400,
+            "Invalid 'messages': empty array. Expected an array with minimum length 1, but got "
+            "an empty array instead.",
+            param="messages",
+            code="empty_array",
+        )
+    for i, message in enumerate(messages):
+        role = message.get("role") if isinstance(message, dict) else None
+        if role not in ("system", "developer", "user", "assistant", "tool", "function"):
+            return _error(
+                400,
+                f"Invalid value: '{role}'. Supported values are: 'system', 'assistant', "
+                "'user', 'function', 'tool', and 'developer'.",
+                param=f"messages[{i}].role",
+                code="invalid_value",
+            )
+    if is_reasoning_model(model) and body.get("max_tokens") is not None:
+        # Verbatim from the API (tests/fixtures/openai/openai_400.json).
+        return _error(
+            400,
+            "Unsupported parameter: 'max_tokens' is not supported with this model. Use "
+            "'max_completion_tokens' instead.",
+            param="max_tokens",
+            code="unsupported_parameter",
+        )
+    effort = body.get("reasoning_effort")
+    if effort is not None and not is_reasoning_model(model):
+        return _error(
+            400,
+            "Unrecognized request argument supplied: reasoning_effort",
+            param="reasoning_effort",
+            code="unsupported_parameter",
+        )
+    if effort is not None and effort not in ("none", "minimal", "low", "medium", "high"):
+        return _error(
+            400,
+            f"Invalid value: '{effort}'. Supported values are: 'minimal', 'low', 'medium', "
+            "and 'high'.",
+            param="reasoning_effort",
+            code="invalid_value",
+        )
+    return None
+
+
+def _plan(body: dict[str, Any], model: str, behaviour: Behaviour) -> Plan:
+    system: list[str] = []
+    conversation: list[tuple[str, str]] = []
+    for message in body["messages"]:
+        role = message.get("role")
+        text = _text(message.get("content"))
+        if role in ("system", "developer"):
+            system.append(text)
+        elif role == "assistant":
+            conversation.append(("assistant", text))
+        else:
+            conversation.append(("user", text))
+    limit = body.get("max_completion_tokens")
+    if limit is None:
+        limit = body.get("max_tokens")
+    effort = body.get("reasoning_effort")
+    plan = plan_reply(
+        model=model,
+        conversation=conversation,
+        system="\n\n".join(system) if system else None,
+        max_tokens=limit if isinstance(limit, int) and limit > 0 else None,
+        want_reasoning=effort is not None and effort not in _NO_REASONING_EFFORTS,
+        behaviour=behaviour,
+    )
+    stop = body.get("stop")
+    stops = [stop] if isinstance(stop, str) else [s for s in stop or () if isinstance(s, str)]
+    return _apply_stop(plan, [s for s in stops if s])
+
+
+def _apply_stop(plan: Plan, stops: list[str]) -> Plan:
+    """Cut the reply before the first stop sequence (finish reason ``stop``)."""
+    if not stops:
+        return plan
+    text = "".join(plan.text)
+    cut = min((i for i in (text.find(s) for s in stops) if i >= 0), default=-1)
+    if cut < 0:
+        return plan
+    kept: list[str] = []
+    length = 0
+    for piece in plan.text:
+        if length + len(piece) >= cut:
+            if cut > length:
+                kept.append(piece[: cut - length])
+            break
+        kept.append(piece)
+        length += len(piece)
+    return Plan(
+        model=plan.model,
+        reasoning=plan.reasoning,
+        text=tuple(kept),
+        prompt_tokens=plan.prompt_tokens,
+        finish="stop",
+        behaviour=plan.behaviour,
+    )
+
+
+# -- the stream --------------------------------------------------------------------------------
+
+
+class _Chunks:
+    """Encodes the chunks of one completion; the envelope is built once."""
+
+    def __init__(self, completion_id: str, model: str, *, usage_null: bool, obfuscate: bool):
+        self.completion_id = completion_id
+        created = int(time.time())
+        fingerprint = _fingerprint(model)
+        # Captured reasoning-model streams (o3-mini, gpt-5-nano) carry no "logprobs" member.
+        logprobs = b"" if is_reasoning_model(model) else b'"logprobs":null,'
+        head = json.dumps(
+            {
+                "id": completion_id,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+                "service_tier": "default",
+                "system_fingerprint": fingerprint,
+            },
+            separators=(",", ":"),
+        )
+        self._head = b"data: " + head[:-1].encode() + b',"choices":'
+        self._delta_head = self._head + b'[{"index":0,"delta":{"content":'
+        self._delta_tail = b"}," + logprobs + b'"finish_reason":null}]'
+        self._logprobs = logprobs
+        self._usage_null = b',"usage":null' if usage_null else b""
+        self._obfuscate = obfuscate
+        self._padding = itertools.cycle(_OBFUSCATION)
+
+    def _padding_end(self) -> bytes:
+        if self._obfuscate:
+            return b',"obfuscation":"' + next(self._padding) + b'"}\n\n'
+        return b"}\n\n"
+
+    def _end(self) -> bytes:
+        return self._usage_null + self._padding_end()
+
+    def role(self) -> bytes:
+        return (
+            self._head
+            + b'[{"index":0,"delta":{"role":"assistant","content":"","refusal":null},'
+            + self._logprobs
+            + b'"finish_reason":null}]'
+            + self._end()
+        )
+
+    def content(self, text: str) -> bytes:
+        encoded = json.dumps(text, ensure_ascii=False).encode()
+        return self._delta_head + encoded + self._delta_tail + self._end()
+
+    def finish(self, reason: str) -> bytes:
+        return (
+            self._head
+            + b'[{"index":0,"delta":{},'
+            + self._logprobs
+            + b'"finish_reason":"'
+            + reason.encode()
+            + b'"}]'
+            + self._end()
+        )
+
+    def usage(self, plan: Plan) -> bytes:
+        usage = json.dumps(_usage(plan), separators=(",", ":")).encode()
+        return self._head + b'[],"usage":' + usage + self._padding_end()
+
+
+def _usage(plan: Plan) -> dict[str, Any]:
+    return {
+        "prompt_tokens": plan.prompt_tokens,
+        "completion_tokens": plan.completion_tokens,
+        "total_tokens": plan.prompt_tokens + plan.completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+        "completion_tokens_details": {
+            "reasoning_tokens": plan.reasoning_tokens,
+            "audio_tokens": 0,
+            "accepted_prediction_tokens": 0,
+            "rejected_prediction_tokens": 0,
+        },
+    }
+
+
+def _stream_error_frame() -> bytes:
+    # As api.openai.com sends it in a 200 stream (tests/fixtures/openai/openai_stream_error.sse).
+    payload = {
+        "error": {
+            "message": "The server had an error processing your request. Sorry about that! You "
+            "can retry your request, or contact us through our help center at help.openai.com "
+            "if you keep seeing this error.",
+            "type": "server_error",
+            "param": None,
+            "code": None,
+        }
+    }
+    return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
+
+
+_STREAM_ERROR = _stream_error_frame()
+
+
+def _stream_body(
+    record: RecordedRequest, plan: Plan, chunks: _Chunks, *, include_usage: bool
+) -> Callable[[SseStream], Awaitable[None]]:
+    behaviour = plan.behaviour
+    fault = behaviour.mid_stream_fault
+
+    async def body(stream: SseStream) -> None:
+        await stream.start({"x-request-id": _request_id(chunks.completion_id)})
+        pending: list[bytes] = [chunks.role()]
+        paced = behaviour.tps > 0
+        pacer = Pacer(behaviour)
+
+        async def flush() -> None:
+            if pending:
+                data = b"".join(pending)
+                count = len(pending)
+                pending.clear()
+                await stream.send(data)
+                # SseStream counts writes; a coalesced write carries `count` events.
+                record.events_sent += count - 1
+
+        for index, text in enumerate(plan.text_chunks()):
+            if fault is not None and index >= behaviour.after:
+                break
+            if index == 0:
+                await flush()
+                if paced and plan.reasoning_tokens:
+                    # Reasoning is invisible in Chat Completions: it only delays the reply.
+                    await asyncio.sleep(plan.reasoning_tokens / behaviour.tps)
+            await pacer.before_content(max(1, behaviour.chunk))
+            pending.append(chunks.content(text))
+            if paced or len(pending) >= _BATCH:
+                await flush()
+        if fault == "drop":
+            await flush()
+            stream.drop()
+            return
+        if fault == "truncate":
+            await flush()
+            await stream.finish()
+            return
+        if fault == "stall":
+            await flush()
+            await stream.stall()
+            return
+        if fault == "error_event":
+            pending.append(_STREAM_ERROR)
+            pending.append(_DONE)
+            await flush()
+            await stream.finish()
+            return
+        pending.append(chunks.finish(plan.finish))
+        if include_usage:
+            pending.append(chunks.usage(plan))
+        pending.append(_DONE)
+        await flush()
+        await stream.finish()
+
+    return body
+
+
+# -- non-streaming -----------------------------------------------------------------------------
+
+
+def _completion(completion_id: str, plan: Plan) -> dict[str, Any]:
+    return {
+        "id": completion_id,
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": plan.model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {
+                    "role": "assistant",
+                    "content": "".join(plan.text),
+                    "refusal": None,
+                    "annotations": [],
+                },
+                "logprobs": None,
+                "finish_reason": plan.finish,
+            }
+        ],
+        "usage": _usage(plan),
+        "service_tier": "default",
+        "system_fingerprint": _fingerprint(plan.model),
+    }
+
+
+async def _until_client_leaves(request: web.Request) -> None:
+    # aiohttp offers no "client gone" event outside handler cancellation: poll the transport.
+    while request.transport is not None and not request.transport.is_closing():  # noqa: ASYNC110
+        await asyncio.sleep(0.02)
+
+
+async def _answer_whole(
+    state: EmulatorState, record: RecordedRequest, request: web.Request, plan: Plan, cid: str
+) -> web.StreamResponse:
+    """The non-streaming answer, with mid-stream faults in the shape a whole response can take."""
+    behaviour = plan.behaviour
+    fault = behaviour.mid_stream_fault
+    try:
+        if behaviour.ttft > 0:
+            await asyncio.sleep(behaviour.ttft)
+        if behaviour.tps > 0:
+            await asyncio.sleep(plan.completion_tokens / behaviour.tps)
+        if fault == "stall":
+            await _until_client_leaves(request)
+            state.finish(record, disconnected=True)
+            return web.Response(status=200)  # nobody reads it: the client has gone
+    except asyncio.CancelledError:
+        state.finish(record, disconnected=True)
+        raise
+    if fault in ("drop", "truncate"):
+        # A connection cut before the body: the client sees the server disconnect.
+        state.finish(record, disconnected=False)
+        if request.transport is not None:
+            request.transport.abort()
+        return web.Response(status=200)
+    if fault == "error_event":
+        state.finish(record, disconnected=False)
+        return _fault_response("server_error", record.model, behaviour, record.api_key)
+    state.finish(record, disconnected=False)
+    return json_response(_completion(cid, plan), headers={"x-request-id": _request_id(cid)})
+
+
+# -- handlers ----------------------------------------------------------------------------------
 
 
 def routes(state: EmulatorState) -> list[web.RouteDef]:
-    return []
+    counter = itertools.count(1)
+
+    async def chat_completions(request: web.Request) -> web.StreamResponse:
+        key = _bearer(request)
+        raw = await request.read()
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            if not state.key_ok(key):
+                return _auth_error(key)
+            return _error(
+                400,
+                "We could not parse the JSON body of your request. (HINT: This likely means "
+                "you aren't using your HTTP library correctly. The OpenAI API expects a JSON "
+                "payload, but what was sent was not valid JSON. If you have trouble figuring "
+                "out how to fix this, please contact us through our help center at "
+                "help.openai.com.)",
+            )
+        model_field = body.get("model")
+        stream = body.get("stream") is True
+        try:
+            record = state.begin(
+                dialect="openai",
+                endpoint="/v1/chat/completions",
+                model=model_field if isinstance(model_field, str) else "",
+                body=body,
+                api_key=key,
+                stream=stream,
+                header_knobs=request.headers.get(KNOB_HEADER),
+                headers=dict(request.headers),
+            )
+        except ValueError as error:
+            if not state.key_ok(key):
+                return _auth_error(key)
+            return _error(400, f"Invalid emulator knobs: {error}", param="model")
+
+        def answer(response: web.Response) -> web.Response:
+            state.finish(record, disconnected=False)
+            return response
+
+        if not state.key_ok(key):
+            return answer(_auth_error(key))
+        invalid = _validate(body, record.model)
+        if invalid is not None:
+            return answer(invalid)
+        behaviour = record.behaviour
+        if behaviour.before_stream_fault is not None:
+            return answer(
+                _fault_response(behaviour.before_stream_fault, record.model, behaviour, key)
+            )
+        plan = _plan(body, record.model, behaviour)
+        cid = f"chatcmpl-Emu{next(counter):06d}" + hashlib.sha256(raw).hexdigest()[:20]
+        if not stream:
+            return await _answer_whole(state, record, request, plan, cid)
+        options = body.get("stream_options") or {}
+        include_usage = bool(options.get("include_usage"))
+        chunks = _Chunks(
+            cid,
+            record.model,
+            usage_null=include_usage,
+            obfuscate=options.get("include_obfuscation", True) is not False,
+        )
+        return await serve_stream(
+            state, record, request, _stream_body(record, plan, chunks, include_usage=include_usage)
+        )
+
+    def _listed() -> list[str]:
+        from .. import catalog  # lazily: the catalog loads its data file
+
+        return list(catalog.models("openai"))
+
+    def _model(model_id: str) -> dict[str, Any]:
+        return {"id": model_id, "object": "model", "created": 1715367049, "owned_by": "system"}
+
+    async def list_models(request: web.Request) -> web.Response:
+        key = _bearer(request)
+        if not state.key_ok(key):
+            return _auth_error(key)
+        return json_response({"object": "list", "data": [_model(m) for m in _listed()]})
+
+    async def retrieve_model(request: web.Request) -> web.Response:
+        key = _bearer(request)
+        if not state.key_ok(key):
+            return _auth_error(key)
+        model_id = request.match_info["model"]
+        if model_id not in _listed():
+            return _error(
+                404,
+                f"The model '{model_id}' does not exist",
+                param="model",
+                code="model_not_found",
+            )
+        return json_response(_model(model_id))
+
+    return [
+        web.post("/v1/chat/completions", chat_completions),
+        web.get("/v1/models", list_models),
+        web.get("/v1/models/{model}", retrieve_model),
+    ]
