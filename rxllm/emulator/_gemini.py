@@ -1,11 +1,621 @@
-"""gemini dialect (to be written)."""
+"""Gemini API dialect (``generativelanguage.googleapis.com``), as google-genai drives it.
+
+Routes (relative to the emulator's ``/gemini`` prefix; the SDK's ``base_url`` is that
+prefix and it adds the API version itself):
+
+- ``POST /{version}/models/{model}:streamGenerateContent?alt=sse``: server-sent events
+  ``data: <json>\\r\\n\\r\\n``, no ``[DONE]``; the stream ends at EOF. Every event carries
+  the *cumulative* ``usageMetadata``; the last candidate chunk carries ``finishReason``.
+- ``POST /{version}/models/{model}:generateContent``: the whole response as one JSON.
+- ``GET /{version}/models`` and ``GET /{version}/models/{model}``: Google's model list.
+
+Wire details follow real captures (see ``tests/fixtures/gemini/SOURCES.md``): JSON with
+``", "``-less separators (``{"a": 1,"b": 2}``), raw UTF-8, field order
+``candidates / usageMetadata / modelVersion / responseId``; ``candidatesTokenCount`` and
+``thoughtsTokenCount`` only when non-zero; ``totalTokenCount`` = prompt + candidates +
+thoughts. Errors are Google's ``{"error": {code, message, status, details}}``, 2-space
+pretty-printed: a wrong key is **400** ``INVALID_ARGUMENT`` with ``ErrorInfo`` reason
+``API_KEY_INVALID`` (not 401), a missing key 403 ``PERMISSION_DENIED``, a rate limit 429
+``RESOURCE_EXHAUSTED`` whose ``google.rpc.RetryInfo`` detail carries the delay (the API
+sends no ``Retry-After`` header). A mid-stream error is a ``data: {"error": ...}`` event.
+"""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import itertools
+import json
+from collections.abc import Callable
+from typing import Any
+
 from aiohttp import web
 
-from ._state import EmulatorState
+from ._behaviour import KNOB_HEADER, Behaviour
+from ._content import Plan, plan_reply
+from ._http import SseStream, serve_stream
+from ._state import EmulatorState, Pacer, RecordedRequest
+
+__all__ = ["routes"]
+
+_VERSIONS = frozenset({"v1", "v1beta", "v1alpha"})
+_METHODS = frozenset({"streamGenerateContent", "generateContent"})
+
+# Headers the real API sends (adk-go httprr captures).
+_COMMON_HEADERS = {
+    "Vary": "Origin, X-Origin, Referer",
+    "Server": "scaffolding on HTTPServer2",
+    "X-XSS-Protection": "0",
+    "X-Frame-Options": "SAMEORIGIN",
+    "X-Content-Type-Options": "nosniff",
+}
+_SSE_HEADERS = {
+    **_COMMON_HEADERS,
+    "Content-Type": "text/event-stream",
+    "Content-Disposition": "attachment",
+}
+_JSON_TYPE = "application/json; charset=UTF-8"
+
+_THOUGHT_SIGNATURE = base64.b64encode(hashlib.sha256(b"rxllm-emulator").digest() * 3).decode()
+
+
+def _wire(payload: Any) -> str:
+    """JSON the way the Gemini API writes stream events: ``{"a": 1,"b": 2}``, raw UTF-8."""
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ": "))
+
+
+# -- errors -------------------------------------------------------------------------------
+
+
+def _error_body(code: int, status: str, message: str, details: list[Any] | None = None) -> bytes:
+    error: dict[str, Any] = {"code": code, "message": message, "status": status}
+    if details:
+        error["details"] = details
+    return json.dumps({"error": error}, ensure_ascii=False, indent=2).encode() + b"\n"
+
+
+def _error(code: int, status: str, message: str, details: list[Any] | None = None) -> web.Response:
+    return _error_response(code, _error_body(code, status, message, details))
+
+
+def _error_response(code: int, body: bytes) -> web.Response:
+    return web.Response(
+        status=code, body=body, headers={**_COMMON_HEADERS, "Content-Type": _JSON_TYPE}
+    )
+
+
+# Pre-encoded bodies of the fixed errors (the real messages, see the module docstring).
+_API_KEY_INVALID = _error_body(
+    400,
+    "INVALID_ARGUMENT",
+    "API key not valid. Please pass a valid API key.",
+    [
+        {
+            "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+            "reason": "API_KEY_INVALID",
+            "domain": "googleapis.com",
+            "metadata": {"service": "generativelanguage.googleapis.com"},
+        },
+        {
+            "@type": "type.googleapis.com/google.rpc.LocalizedMessage",
+            "locale": "en-US",
+            "message": "API key not valid. Please pass a valid API key.",
+        },
+    ],
+)
+_NO_KEY = _error_body(
+    403,
+    "PERMISSION_DENIED",
+    "Method doesn't allow unregistered callers (callers without established identity). "
+    "Please use API Key or other form of API consumer identity to call this API.",
+)
+_OVERLOADED = _error_body(503, "UNAVAILABLE", "The model is overloaded. Please try again later.")
+_INTERNAL_MESSAGE = (
+    "An internal error has occurred. Please retry or report in "
+    "https://developers.generativeai.google/guide/troubleshooting"
+)
+_INTERNAL = _error_body(500, "INTERNAL", _INTERNAL_MESSAGE)
+_INVALID_REQUEST = _error_body(
+    400,
+    "INVALID_ARGUMENT",
+    "* GenerateContentRequest.contents[1].parts: contents.parts must not be empty.\n",
+)
+_ERROR_EVENT = (
+    "data: "
+    + _wire({"error": {"code": 500, "message": _INTERNAL_MESSAGE, "status": "INTERNAL"}})
+    + "\r\n\r\n"
+).encode()
+
+
+def _duration(seconds: float) -> str:
+    """A protobuf ``Duration`` in its JSON form: ``"1s"``, ``"0.500s"``."""
+    if seconds == int(seconds):
+        return f"{int(seconds)}s"
+    return f"{seconds:.3f}s"
+
+
+def _rate_limited(model: str, retry_after: float) -> web.Response:
+    return _error(
+        429,
+        "RESOURCE_EXHAUSTED",
+        "You exceeded your current quota, please check your plan and billing details. For "
+        "more information on this error, head to: "
+        "https://ai.google.dev/gemini-api/docs/rate-limits.",
+        [
+            {
+                "@type": "type.googleapis.com/google.rpc.QuotaFailure",
+                "violations": [
+                    {
+                        "quotaMetric": "generativelanguage.googleapis.com/"
+                        "generate_content_free_tier_requests",
+                        "quotaId": "GenerateRequestsPerMinutePerProjectPerModel-FreeTier",
+                        "quotaDimensions": {"location": "global", "model": model},
+                        "quotaValue": "10",
+                    }
+                ],
+            },
+            {
+                "@type": "type.googleapis.com/google.rpc.Help",
+                "links": [
+                    {
+                        "description": "Learn more about Gemini API quotas",
+                        "url": "https://ai.google.dev/gemini-api/docs/rate-limits",
+                    }
+                ],
+            },
+            {
+                "@type": "type.googleapis.com/google.rpc.RetryInfo",
+                "retryDelay": _duration(retry_after),
+            },
+        ],
+    )
+
+
+def _model_not_found(model: str, version: str, method: str) -> web.Response:
+    return _error(
+        404,
+        "NOT_FOUND",
+        f"models/{model} is not found for API version {version}, or is not supported for "
+        f"{method}. Call ListModels to see the list of available models and their "
+        "supported methods.",
+    )
+
+
+def _before_stream_fault(
+    behaviour: Behaviour, model: str, version: str, method: str, prompt_tokens: int
+) -> web.Response | None:
+    fault = behaviour.before_stream_fault
+    if fault is None:
+        return None
+    if fault == "rate_limited":
+        return _rate_limited(model, behaviour.retry_after)
+    if fault == "overloaded":
+        return _error_response(503, _OVERLOADED)
+    if fault == "server_error":
+        return _error_response(500, _INTERNAL)
+    if fault == "invalid_key":
+        return _error_response(400, _API_KEY_INVALID)
+    if fault == "invalid_request":
+        return _error_response(400, _INVALID_REQUEST)
+    if fault == "context_too_long":
+        return _error(
+            400,
+            "INVALID_ARGUMENT",
+            f"The input token count ({1_048_576 + prompt_tokens}) exceeds the maximum number "
+            "of tokens allowed (1048576).",
+        )
+    return _model_not_found(model, version, method)  # model_not_found
+
+
+# -- the request --------------------------------------------------------------------------
+
+
+def _field(obj: dict[str, Any], camel: str) -> Any:
+    """A request field by its JSON name or its proto name: Google's parser takes both, and
+    google-genai sends some nested fields (``thinkingConfig.include_thoughts``) snake_case."""
+    if camel in obj:
+        return obj[camel]
+    return obj.get("".join("_" + c.lower() if c.isupper() else c for c in camel))
+
+
+class _BadRequest(Exception):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def _text_of(content: Any, where: str) -> str:
+    if not isinstance(content, dict):
+        raise _BadRequest(
+            f"Invalid value at '{where}' (type.googleapis.com/google.ai."
+            "generativelanguage.v1beta.Content)"
+        )
+    parts = content.get("parts")
+    if not isinstance(parts, list) or not parts:
+        raise _BadRequest(
+            f"* GenerateContentRequest.{where}.parts: contents.parts must not be empty.\n"
+        )
+    texts: list[str] = []
+    for part in parts:
+        if isinstance(part, dict) and isinstance(part.get("text"), str) and not part.get("thought"):
+            texts.append(part["text"])
+    return "".join(texts)
+
+
+def _conversation(body: dict[str, Any]) -> tuple[list[tuple[str, str]], str | None]:
+    contents = body.get("contents")
+    if not isinstance(contents, list) or not contents:
+        raise _BadRequest("* GenerateContentRequest.contents: contents is not specified\n")
+    turns: list[tuple[str, str]] = []
+    for i, content in enumerate(contents):
+        text = _text_of(content, f"contents[{i}]")
+        role = content.get("role") or "user"
+        if role not in ("user", "model"):
+            raise _BadRequest("Please use a valid role: user, model.")
+        turns.append(("assistant" if role == "model" else "user", text))
+    system = _field(body, "systemInstruction")
+    return turns, (_text_of(system, "system_instruction") if system is not None else None)
+
+
+def _generation_config(body: dict[str, Any]) -> dict[str, Any]:
+    config = _field(body, "generationConfig") or {}
+    if not isinstance(config, dict):
+        raise _BadRequest("Invalid value at 'generation_config'")
+    max_tokens = _field(config, "maxOutputTokens")
+    if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens < 1):
+        raise _BadRequest("Invalid value at 'generation_config.max_output_tokens'")
+    stops = _field(config, "stopSequences") or []
+    if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops):
+        raise _BadRequest("Invalid value at 'generation_config.stop_sequences'")
+    thinking = _field(config, "thinkingConfig") or {}
+    if not isinstance(thinking, dict):
+        raise _BadRequest("Invalid value at 'generation_config.thinking_config'")
+    return {
+        "max_tokens": max_tokens,
+        "stop": [s for s in stops if s],
+        "include_thoughts": bool(_field(thinking, "includeThoughts")),
+        "budget": _field(thinking, "thinkingBudget"),
+    }
+
+
+def _cut_at_stop(plan: Plan, stops: list[str]) -> tuple[tuple[str, ...], str]:
+    """The reply pieces up to the first stop sequence (excluded) and the finish reason."""
+    finish = "MAX_TOKENS" if plan.finish == "length" else "STOP"
+    if not stops:
+        return plan.text, finish
+    full = "".join(plan.text)
+    cut = min((i for i in (full.find(s) for s in stops) if i >= 0), default=-1)
+    if cut < 0:
+        return plan.text, finish
+    pieces: list[str] = []
+    length = 0
+    for piece in plan.text:
+        if length + len(piece) >= cut:
+            if cut > length:
+                pieces.append(piece[: cut - length])
+            break
+        pieces.append(piece)
+        length += len(piece)
+    return tuple(pieces), "STOP"
+
+
+_ids = itertools.count(1)
+
+
+def _response_id() -> str:
+    digest = hashlib.sha256(f"rxllm-gemini-{next(_ids)}".encode()).digest()
+    return base64.urlsafe_b64encode(digest).decode()[:23]
+
+
+# -- events -------------------------------------------------------------------------------
+
+
+class _Reply:
+    """One planned reply, as Gemini's stream events (pre-encoded) or one JSON response."""
+
+    def __init__(self, plan: Plan, text: tuple[str, ...], finish: str, show_thoughts: bool):
+        self.plan = plan
+        self.text = text
+        self.finish = finish
+        self.show_thoughts = show_thoughts
+        self.model = plan.model
+        self.response_id = _response_id()
+        self.thoughts = plan.reasoning_tokens
+
+    def _usage(self, candidates: int, thoughts: int) -> dict[str, Any]:
+        prompt = self.plan.prompt_tokens
+        usage: dict[str, Any] = {"promptTokenCount": prompt}
+        if candidates:
+            usage["candidatesTokenCount"] = candidates
+        usage["totalTokenCount"] = prompt + candidates + thoughts
+        usage["promptTokensDetails"] = [{"modality": "TEXT", "tokenCount": prompt}]
+        if thoughts:
+            usage["thoughtsTokenCount"] = thoughts
+        return usage
+
+    def _chunk(
+        self, parts: list[dict[str, Any]] | None, finish: str | None, usage: dict[str, Any]
+    ) -> dict[str, Any]:
+        content: dict[str, Any] = {"parts": parts, "role": "model"} if parts else {"role": "model"}
+        candidate: dict[str, Any] = {"content": content}
+        if finish:
+            candidate["finishReason"] = finish
+        candidate["index"] = 0
+        return {
+            "candidates": [candidate],
+            "usageMetadata": usage,
+            "modelVersion": self.model,
+            "responseId": self.response_id,
+        }
+
+    def events(self) -> list[tuple[int, bytes]]:
+        """``(tokens, encoded event)`` for every event; the last one carries finishReason."""
+        out: list[tuple[int, bytes]] = []
+        size = self.plan.behaviour.chunk
+        thoughts = 0
+        if self.show_thoughts:
+            reasoning = self.plan.reasoning
+            for start in range(0, len(reasoning), size):
+                piece = reasoning[start : start + size]
+                thoughts += len(piece)
+                parts = [{"text": "".join(piece), "thought": True}]
+                usage = self._usage(0, thoughts)
+                out.append((len(piece), self._encode(self._chunk(parts, None, usage))))
+        thoughts = self.thoughts  # hidden thinking is counted all at once, as the API does
+        candidates = 0
+        for start in range(0, len(self.text), size):
+            piece = self.text[start : start + size]
+            candidates += len(piece)
+            part: dict[str, Any] = {"text": "".join(piece)}
+            if start == 0 and self.show_thoughts and self.thoughts:
+                part["thoughtSignature"] = _THOUGHT_SIGNATURE
+            finish = self.finish if candidates == len(self.text) else None
+            usage = self._usage(candidates, thoughts)
+            out.append((len(piece), self._encode(self._chunk([part], finish, usage))))
+        if not self.text:
+            out.append((0, self._encode(self._chunk(None, self.finish, self._usage(0, thoughts)))))
+        return out
+
+    @staticmethod
+    def _encode(payload: dict[str, Any]) -> bytes:
+        return ("data: " + _wire(payload) + "\r\n\r\n").encode()
+
+    def response(self) -> dict[str, Any]:
+        parts: list[dict[str, Any]] = []
+        if self.show_thoughts and self.plan.reasoning:
+            parts.append({"text": "".join(self.plan.reasoning), "thought": True})
+        if self.text:
+            part: dict[str, Any] = {"text": "".join(self.text)}
+            if self.show_thoughts and self.thoughts:
+                part["thoughtSignature"] = _THOUGHT_SIGNATURE
+            parts.append(part)
+        return self._chunk(parts, self.finish, self._usage(len(self.text), self.thoughts))
+
+
+# -- handlers -----------------------------------------------------------------------------
+
+
+def _presented_key(request: web.Request) -> str | None:
+    return request.headers.get("x-goog-api-key") or request.query.get("key")
 
 
 def routes(state: EmulatorState) -> list[web.RouteDef]:
-    return []
+    async def generate(request: web.Request) -> web.StreamResponse:
+        version = request.match_info["version"]
+        model, _, method = request.match_info["spec"].rpartition(":")
+        if version not in _VERSIONS or not model or method not in _METHODS:
+            return _error(404, "NOT_FOUND", f"Method not found: {request.path}")
+        stream = method == "streamGenerateContent"
+        raw = await request.read()
+        try:
+            body = json.loads(raw) if raw else {}
+            if not isinstance(body, dict):
+                raise ValueError("not an object")
+        except ValueError:
+            body = None
+        try:
+            record = state.begin(
+                dialect="gemini",
+                endpoint=method,
+                model=model,
+                body=body or {},
+                api_key=_presented_key(request),
+                stream=stream,
+                header_knobs=request.headers.get(KNOB_HEADER),
+                headers=dict(request.headers),
+            )
+        except ValueError as error:
+            return _error(400, "INVALID_ARGUMENT", str(error))
+        try:
+            return await _answer(state, record, request, body, version, method)
+        except BaseException:
+            if record.ended is None:
+                state.finish(record, disconnected=True)
+            raise
+
+    async def _answer(
+        state: EmulatorState,
+        record: RecordedRequest,
+        request: web.Request,
+        body: dict[str, Any] | None,
+        version: str,
+        method: str,
+    ) -> web.StreamResponse:
+        def done(response: web.StreamResponse) -> web.StreamResponse:
+            state.finish(record, disconnected=False)
+            return response
+
+        if record.api_key is None:
+            return done(_error_response(403, _NO_KEY))
+        if not state.key_ok(record.api_key):
+            return done(_error_response(400, _API_KEY_INVALID))
+        if body is None:
+            return done(
+                _error(
+                    400,
+                    "INVALID_ARGUMENT",
+                    "Invalid JSON payload received. Unexpected token.",
+                )
+            )
+        try:
+            conversation, system = _conversation(body)
+            config = _generation_config(body)
+        except _BadRequest as bad:
+            return done(_error(400, "INVALID_ARGUMENT", bad.message))
+        behaviour = record.behaviour
+        want = config["include_thoughts"] or bool(config["budget"] and config["budget"] > 0)
+        plan = plan_reply(
+            model=record.model,
+            conversation=conversation,
+            system=system,
+            max_tokens=config["max_tokens"],
+            want_reasoning=want,
+            behaviour=behaviour,
+        )
+        fault = _before_stream_fault(behaviour, record.model, version, method, plan.prompt_tokens)
+        if fault is not None:
+            return done(fault)
+        text, finish = _cut_at_stop(plan, config["stop"])
+        show = config["include_thoughts"] or behaviour.reasoning is True
+        reply = _Reply(plan, text, finish, show)
+        if method == "generateContent":
+            return await _unary(state, record, request, reply)
+        return await serve_stream(state, record, request, _streamer(reply, behaviour))
+
+    return [
+        web.post("/{version}/models/{spec}", generate),
+        web.get("/{version}/models", _list_models(state)),
+        web.get("/{version}/models/{model}", _get_model(state)),
+    ]
+
+
+def _streamer(reply: _Reply, behaviour: Behaviour) -> Callable[[SseStream], Any]:
+    async def body(stream: SseStream) -> None:
+        events = reply.events()
+        pacer = Pacer(behaviour)
+        fault = behaviour.mid_stream_fault
+        if fault is not None:
+            # A mid-stream fault happens after `after` content events, before the final one.
+            events = events[: min(behaviour.after, max(0, len(events) - 1))]
+        await stream.start(_SSE_HEADERS)
+        for tokens, event in events:
+            await pacer.before_content(tokens)
+            await stream.send(event)
+        if fault == "drop":
+            stream.drop()
+            return
+        if fault == "stall":
+            await stream.stall()
+        if fault == "error_event":
+            await stream.send(_ERROR_EVENT)
+        await stream.finish()
+
+    return body
+
+
+async def _unary(
+    state: EmulatorState, record: RecordedRequest, request: web.Request, reply: _Reply
+) -> web.StreamResponse:
+    behaviour = record.behaviour
+    fault = behaviour.mid_stream_fault
+    await Pacer(behaviour).before_content(0)
+    if fault == "error_event":
+        state.finish(record, disconnected=False)
+        return _error_response(500, _INTERNAL)
+    if fault == "stall":
+        # No response at all until the client gives up (aiohttp cancels this handler then).
+        stream = SseStream(request, record)
+        return await serve_stream(state, record, request, lambda _: stream.stall())
+    if fault in ("drop", "truncate"):
+        transport = request.transport
+        if transport is not None:
+            transport.abort()
+        state.finish(record, disconnected=False)
+        return web.Response(status=500)
+    body = json.dumps(reply.response(), ensure_ascii=False, indent=2).encode() + b"\n"
+    record.events_sent = 1
+    state.finish(record, disconnected=False)
+    return web.Response(body=body, headers={**_COMMON_HEADERS, "Content-Type": _JSON_TYPE})
+
+
+# -- models -------------------------------------------------------------------------------
+
+_FAMILY = {
+    "gemini-2.5-pro": ("Gemini 2.5 Pro", 65536),
+    "gemini-2.5-flash": ("Gemini 2.5 Flash", 65536),
+    "gemini-2.5-flash-lite": ("Gemini 2.5 Flash-Lite", 65536),
+}
+
+
+def _model_entry(model: str) -> dict[str, Any]:
+    display, output = _FAMILY.get(model, (model, 65536))
+    return {
+        "name": f"models/{model}",
+        "version": "001",
+        "displayName": display,
+        "description": f"{display} (rxllm emulator)",
+        "inputTokenLimit": 1048576,
+        "outputTokenLimit": output,
+        "supportedGenerationMethods": [
+            "generateContent",
+            "countTokens",
+            "createCachedContent",
+            "batchGenerateContent",
+        ],
+        "temperature": 1,
+        "topP": 0.95,
+        "topK": 64,
+        "maxTemperature": 2,
+        "thinking": True,
+    }
+
+
+def _known_models() -> list[str]:
+    from .. import catalog  # lazily: the catalog may load a data file
+
+    return list(catalog.models("gemini"))
+
+
+def _pretty(payload: Any, status: int = 200) -> web.Response:
+    body = json.dumps(payload, ensure_ascii=False, indent=2).encode() + b"\n"
+    return web.Response(
+        status=status, body=body, headers={**_COMMON_HEADERS, "Content-Type": _JSON_TYPE}
+    )
+
+
+def _list_models(
+    state: EmulatorState,
+) -> Callable[[web.Request], Any]:
+    async def handler(request: web.Request) -> web.Response:
+        denied = _key_error(state, request)
+        if denied is not None:
+            return denied
+        return _pretty({"models": [_model_entry(m) for m in _known_models()]})
+
+    return handler
+
+
+def _get_model(state: EmulatorState) -> Callable[[web.Request], Any]:
+    async def handler(request: web.Request) -> web.Response:
+        denied = _key_error(state, request)
+        if denied is not None:
+            return denied
+        model = request.match_info["model"]
+        if model not in _known_models():
+            return _error(
+                404,
+                "NOT_FOUND",
+                f"models/{model} is not found for API version {request.match_info['version']}.",
+            )
+        return _pretty(_model_entry(model))
+
+    return handler
+
+
+def _key_error(state: EmulatorState, request: web.Request) -> web.Response | None:
+    key = _presented_key(request)
+    if key is None:
+        return _error_response(403, _NO_KEY)
+    if not state.key_ok(key):
+        return _error_response(400, _API_KEY_INVALID)
+    return None
