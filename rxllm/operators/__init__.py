@@ -7,6 +7,9 @@ Each works with ``.pipe(...)`` on any provider's ``Observable[StreamEvent]``::
 
 from __future__ import annotations
 
+from ._fallback import fallback
+from ._hedge import hedge
+from ._race import race
 from ._retry_on_interrupt import Backoff, retry_on_interrupt
 from ._take_tokens import take_tokens
 from ._timeout import timeout
@@ -15,3 +18,4 @@ __all__: list[str] = []
 
 __all__ += ["take_tokens", "timeout"]
 __all__ += ["Backoff", "retry_on_interrupt"]
+__all__ += ["fallback", "hedge", "race"]
