@@ -1,0 +1,446 @@
+"""Google Gemini on the official ``google-genai`` SDK (``genai.Client(...).aio``).
+
+A mapper, nothing more: ``StreamRequest`` → ``generateContent`` request built by the SDK,
+each streamed ``GenerateContentResponse`` → ``TokenEvent`` / ``ReasoningEvent`` (parts
+with ``thought: true``), then one ``DoneEvent``; SDK and transport errors → ``rxllm.errors``.
+
+What this module does about the SDK's behaviour, and why:
+
+- **Hidden retries are off.** ``HttpRetryOptions(attempts=1)``; setting retry options
+  also turns off the SDK's *implicit* retry (a connection dropped before the response
+  headers is otherwise retried once after sleeping 1-10 s, whatever the options say).
+  Retrying is rxllm's ``retry_on_interrupt``/``retry`` operators' job.
+- **Timeout.** The SDK's ``timeout`` (milliseconds) is a deadline for the *whole*
+  stream, which would cut a long healthy reply. ``GeminiProvider(timeout=s)`` is instead
+  what it is for the other providers: the longest wait for the response headers or for
+  the next event. A stream silent for longer ends with ``InterruptedError``.
+- **Closing.** The SDK closes nothing when its consumer stops iterating; the provider
+  closes the HTTP response in ``finally``, so disposing a subscription (which cancels
+  the iterating task) closes the socket at once.
+- **End of stream.** The API ends a stream at EOF; only a ``finishReason`` (or a
+  blocked prompt) says it is complete. EOF without one is ``InterruptedError`` (the SDK
+  itself reports success).
+- **Hot path.** ``generate_content_stream`` parses every event three times
+  (``json.loads``, ``json.dumps``, ``json.loads``) and validates a pydantic
+  ``GenerateContentResponse`` per chunk, plus its continuation bookkeeping. The SDK has
+  no public raw-stream access (``should_return_http_response`` is refused for streams),
+  so by default the provider uses the SDK's internal request pipeline: the SDK builds
+  and validates the request (``_GenerateContentParameters_to_mldev``), authenticates and
+  sends it (``BaseApiClient._build_request`` / ``_async_request``, which raise the SDK's
+  typed ``ClientError``/``ServerError`` for error statuses), and its own SSE decoder
+  (``HttpResponse._aiter_response_stream``) yields each event's JSON text, which is
+  ``json.loads``-ed once. Those are private names: they are checked once at import, and
+  if a future SDK lacks them (or with ``GeminiProvider(raw_stream=False)``) the public
+  ``generate_content_stream`` is used instead, mapped through the same code. The tests
+  run both paths.
+- **Usage** is cumulative on every chunk: the last one counts. ``completion_tokens`` =
+  ``candidatesTokenCount`` + ``thoughtsTokenCount``; ``reasoning_tokens`` = thoughts;
+  ``prompt_tokens`` = ``promptTokenCount`` (+ ``toolUsePromptTokenCount``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, ClassVar
+
+import aiohttp
+from google import genai
+from google.genai import errors as genai_errors
+from google.genai import types
+
+from .. import errors
+from ..events import DoneEvent, FinishReason, ReasoningEvent, StreamEvent, TokenEvent, Usage
+from ..provider import Provider
+from ..request import StreamRequest
+from ._common import error_for_status, retry_after_from_headers, scrub
+
+try:  # the SDK's private request pipeline (see the module docstring)
+    from google.genai import _common as _genai_common
+    from google.genai import models as _genai_models
+    from google.genai._api_client import BaseApiClient as _BaseApiClient
+    from google.genai._api_client import HttpResponse as _HttpResponse
+
+    _RAW_STREAM_AVAILABLE = all(
+        (
+            hasattr(_genai_models, "_GenerateContentParameters_to_mldev"),
+            hasattr(types, "_GenerateContentParameters"),
+            hasattr(_genai_common, "convert_to_dict"),
+            hasattr(_genai_common, "encode_unserializable_types"),
+            hasattr(_BaseApiClient, "_build_request"),
+            hasattr(_BaseApiClient, "_async_request"),
+            hasattr(_HttpResponse, "_aiter_response_stream"),
+        )
+    )
+except ImportError:  # pragma: no cover - depends on the SDK version
+    _RAW_STREAM_AVAILABLE = False
+
+try:
+    import httpx2
+
+    _HTTPX_CONNECT: tuple[type[Exception], ...] = (httpx2.ConnectError,)
+    _HTTPX_TRANSPORT: tuple[type[Exception], ...] = (httpx2.TransportError,)
+except ImportError:  # pragma: no cover - httpx2 comes with google-genai
+    _HTTPX_CONNECT = _HTTPX_TRANSPORT = ()
+
+# Failures of the connection or of the stream's bytes (not statuses: those are APIError).
+_TRANSPORT_ERRORS: tuple[type[Exception], ...] = (
+    aiohttp.ClientError,
+    *_HTTPX_TRANSPORT,
+    TimeoutError,
+    json.JSONDecodeError,
+    genai_errors.UnknownApiResponseError,
+)
+_CONNECT_ERRORS: tuple[type[Exception], ...] = (aiohttp.ClientConnectorError, *_HTTPX_CONNECT)
+
+__all__ = ["GeminiProvider"]
+
+_API_VERSION = "v1beta"
+
+# Thinking budgets (tokens) by effort; True leaves the budget to the model ("dynamic").
+_THINKING_BUDGET = {"low": 1024, "medium": 8192, "high": 24576}
+
+_FINISH = {
+    "STOP": FinishReason.STOP,
+    "MAX_TOKENS": FinishReason.LENGTH,
+    "SAFETY": FinishReason.CONTENT_FILTER,
+    "RECITATION": FinishReason.CONTENT_FILTER,
+    "BLOCKLIST": FinishReason.CONTENT_FILTER,
+    "PROHIBITED_CONTENT": FinishReason.CONTENT_FILTER,
+    "SPII": FinishReason.CONTENT_FILTER,
+    "IMAGE_SAFETY": FinishReason.CONTENT_FILTER,
+    "IMAGE_PROHIBITED_CONTENT": FinishReason.CONTENT_FILTER,
+    "IMAGE_RECITATION": FinishReason.CONTENT_FILTER,
+    "LANGUAGE": FinishReason.CONTENT_FILTER,
+    "MALFORMED_FUNCTION_CALL": FinishReason.ERROR,
+    "UNEXPECTED_TOOL_CALL": FinishReason.ERROR,
+    "TOO_MANY_TOOL_CALLS": FinishReason.ERROR,
+    "NO_IMAGE": FinishReason.ERROR,
+}
+
+
+class GeminiProvider(Provider[genai.Client]):
+    """Google Gemini (``gemini``, alias ``google``) through ``google-genai``.
+
+    Example:
+        >>> gemini = GeminiProvider()  # GEMINI_API_KEY or GOOGLE_API_KEY
+        >>> await gemini.generate("Say hi", max_tokens=50)
+
+    Options: ``raw_stream=False`` parses chunks with the SDK's public
+    ``generate_content_stream`` (pydantic per chunk) instead of its raw pipeline.
+    """
+
+    name: ClassVar[str] = "gemini"
+    aliases: ClassVar[tuple[str, ...]] = ("google",)
+    api_key_env: ClassVar[tuple[str, ...]] = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
+    base_url_env: ClassVar[str | None] = "GEMINI_BASE_URL"
+    default_model: ClassVar[str] = "gemini-2.5-flash"
+
+    @property
+    def raw_stream(self) -> bool:
+        """Whether chunks skip the SDK's pydantic parsing (see the module docstring)."""
+        return _RAW_STREAM_AVAILABLE and bool(self.options.get("raw_stream", True))
+
+    # -- the SDK client -----------------------------------------------------------------
+
+    def _make_client(self) -> genai.Client:
+        # Our own aiohttp session: the SDK would otherwise build a ClientSession subclass
+        # (deprecated by aiohttp, with a warning) that we could not close per loop.
+        session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), trust_env=True)
+        options = types.HttpOptions(
+            api_version=_API_VERSION,
+            retry_options=types.HttpRetryOptions(attempts=1),
+            aiohttp_client=session,
+        )
+        if self.base_url:
+            options.base_url = self.base_url
+        return genai.Client(
+            api_key=self.api_key.get_secret_value(), vertexai=False, http_options=options
+        )
+
+    async def _close_client(self, client: genai.Client) -> None:
+        await client.aio.aclose()
+        session = client._api_client._http_options.aiohttp_client
+        if session is not None:
+            await session.close()
+
+    # -- request ------------------------------------------------------------------------
+
+    def _config(self, request: StreamRequest) -> types.GenerateContentConfig:
+        fields: dict[str, Any] = {}
+        system = request.system_prompt()
+        if system:
+            fields["system_instruction"] = system
+        if request.temperature is not None:
+            fields["temperature"] = request.temperature
+        if request.max_tokens is not None:
+            fields["max_output_tokens"] = request.max_tokens
+        if request.stop:
+            fields["stop_sequences"] = list(request.stop)
+        if request.reasoning:
+            budget = None if request.reasoning is True else _THINKING_BUDGET[request.reasoning]
+            fields["thinking_config"] = types.ThinkingConfig(
+                include_thoughts=True, thinking_budget=budget
+            )
+        fields.update(request.options)
+        try:
+            return types.GenerateContentConfig(**fields)
+        except ValueError as error:
+            raise errors.InvalidRequestError(
+                f"bad Gemini request options: {error}", provider=self.name, model=request.model
+            ) from error
+
+    @staticmethod
+    def _contents(request: StreamRequest) -> list[types.Content]:
+        return [
+            types.Content(
+                role="model" if m.role == "assistant" else "user",
+                parts=[types.Part(text=m.content)],
+            )
+            for m in request.conversation()
+        ]
+
+    # -- streaming ----------------------------------------------------------------------
+
+    async def _events(self, request: StreamRequest) -> AsyncIterator[StreamEvent]:
+        client = self.client()
+        config = self._config(request)
+        contents = self._contents(request)
+        timeout = self.timeout
+        loop = asyncio.get_running_loop()
+        http_request: Any = None
+        if self.raw_stream:
+            try:
+                http_request = _raw_request(client, request.model, contents, config)
+            except ValueError as error:
+                raise errors.InvalidRequestError(
+                    self._scrub(f"the SDK refused the request: {error}"),
+                    provider=self.name,
+                    model=request.model,
+                ) from error
+        raw: _HttpResponse | None = None
+        lines: Any = None
+        finish: str | None = None
+        blocked: str | None = None
+        usage: Mapping[str, Any] | None = None
+        model_version: str | None = None
+        response_id: str | None = None
+        try:
+            async with asyncio.timeout(None) as deadline:
+                if timeout is not None:
+                    deadline.reschedule(loop.time() + timeout)
+                if http_request is not None:
+                    raw = await _send_raw(client, http_request)
+                    lines = raw._aiter_response_stream()
+                else:
+                    lines = _public_stream(client, request.model, contents, config)
+                while True:
+                    if timeout is not None:
+                        deadline.reschedule(loop.time() + timeout)
+                    try:
+                        line = await lines.__anext__()
+                    except StopAsyncIteration:
+                        break
+                    if timeout is not None:
+                        deadline.reschedule(None)  # a slow consumer is not a stalled server
+                    data: dict[str, Any] = json.loads(line) if raw is not None else line
+                    if "error" in data:
+                        _raise_in_band(data, raw)
+                    candidates = data.get("candidates")
+                    if candidates:
+                        candidate = candidates[0]
+                        content = candidate.get("content")
+                        if content:
+                            for part in content.get("parts") or ():
+                                text = part.get("text")
+                                if text:
+                                    if part.get("thought"):
+                                        yield ReasoningEvent(text)
+                                    else:
+                                        yield TokenEvent(text)
+                        if "finishReason" in candidate:
+                            finish = candidate["finishReason"]
+                    elif "promptFeedback" in data:
+                        blocked = data["promptFeedback"].get("blockReason") or blocked
+                    if "usageMetadata" in data:
+                        usage = data["usageMetadata"]
+                    if response_id is None:
+                        response_id = data.get("responseId")
+                        model_version = data.get("modelVersion")
+        except genai_errors.APIError as error:
+            raise self._api_error(error, request.model) from error
+        except _TRANSPORT_ERRORS as error:
+            raise self._transport_error(error, request.model) from error
+        finally:
+            await _close(lines, raw)
+        if finish is None and blocked is None:
+            raise errors.InterruptedError(
+                "the Gemini stream ended without a finishReason (cut before its end)",
+                provider=self.name,
+                model=request.model,
+            )
+        details: dict[str, Any] = {"finish_reason": finish or blocked}
+        if blocked is not None:
+            details["block_reason"] = blocked
+        if response_id:
+            details["response_id"] = response_id
+        yield DoneEvent(
+            usage=_usage(usage),
+            finish_reason=_FINISH.get(finish, FinishReason.STOP)
+            if finish
+            else FinishReason.CONTENT_FILTER,
+            model=model_version or request.model,
+            provider=self.name,
+            details=details,
+        )
+
+    # -- errors -------------------------------------------------------------------------
+
+    def _scrub(self, text: str) -> str:
+        return scrub(text, self.api_key.get_secret_value())
+
+    def _api_error(self, error: genai_errors.APIError, model: str) -> errors.ProviderError:
+        body = error.details if isinstance(error.details, dict) else {}
+        inner = body.get("error", body) if isinstance(body.get("error", body), dict) else {}
+        details = [d for d in inner.get("details") or () if isinstance(d, dict)]
+        status = error.status or inner.get("status")
+        code = error.code if isinstance(error.code, int) else 500
+        message = self._scrub(f"{status}: {error.message}" if status else str(error.message))
+        retry_after = _retry_delay(details)
+        if retry_after is None:
+            headers = getattr(error.response, "headers", None)
+            retry_after = retry_after_from_headers(dict(headers) if headers else None)
+        reasons = {d.get("reason") for d in details}
+        if code == 401 or status == "UNAUTHENTICATED" or "API_KEY_INVALID" in reasons:
+            return errors.AuthenticationError(
+                message + " (check GEMINI_API_KEY or pass api_key=)",
+                provider=self.name,
+                model=model,
+                status=code,
+                retry_after=retry_after,
+            )
+        if code < 400:  # an in-band error without a usable code
+            code = 500
+        return error_for_status(
+            code, message, provider=self.name, model=model, retry_after=retry_after
+        )
+
+    def _transport_error(self, error: Exception, model: str) -> errors.ProviderError:
+        detail = self._scrub(f"{type(error).__name__}: {error}".rstrip(": "))
+        if isinstance(error, _CONNECT_ERRORS):
+            return errors.ServerError(
+                f"could not connect to the Gemini API ({detail})", provider=self.name, model=model
+            )
+        if isinstance(error, TimeoutError):
+            return errors.InterruptedError(
+                f"no data from the Gemini API for {self.timeout} s ({detail})",
+                provider=self.name,
+                model=model,
+            )
+        if isinstance(error, ValueError):
+            return errors.InterruptedError(
+                f"the Gemini stream sent a malformed event ({detail})",
+                provider=self.name,
+                model=model,
+            )
+        return errors.InterruptedError(
+            f"the Gemini stream was cut ({detail})", provider=self.name, model=model
+        )
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+
+def _raw_request(
+    client: genai.Client,
+    model: str,
+    contents: list[types.Content],
+    config: types.GenerateContentConfig,
+) -> Any:
+    """The SDK's ``HttpRequest`` for ``streamGenerateContent``, as
+    ``AsyncModels._generate_content_stream`` builds it: validated, converted, with the
+    key header. Raises ``ValueError`` for a request the SDK refuses."""
+    api = client._api_client
+    params = types._GenerateContentParameters(model=model, contents=contents, config=config)
+    body = _genai_models._GenerateContentParameters_to_mldev(api, params, None, params)
+    path = f"{body['_url']['model']}:streamGenerateContent?alt=sse"
+    body.pop("config", None)
+    body = _genai_common.encode_unserializable_types(_genai_common.convert_to_dict(body))
+    http_request = api._build_request("post", path, body, None)
+    http_request.timeout = None  # the provider applies its own per-read timeout
+    return http_request
+
+
+async def _send_raw(client: genai.Client, http_request: Any) -> _HttpResponse:
+    """Send it through the SDK (no retries, as configured): the SDK raises its typed
+    ``ClientError``/``ServerError`` for an error status and returns the open response."""
+    response: _HttpResponse = await client._api_client._async_request(
+        http_request=http_request, stream=True
+    )
+    return response
+
+
+async def _public_stream(
+    client: genai.Client,
+    model: str,
+    contents: list[types.Content],
+    config: types.GenerateContentConfig,
+) -> AsyncIterator[dict[str, Any]]:
+    """The public SDK stream, each chunk as the API's JSON (camelCase) dict."""
+    stream = await client.aio.models.generate_content_stream(
+        model=model, contents=contents, config=config
+    )
+    try:
+        async for chunk in stream:
+            yield chunk.model_dump(mode="json", by_alias=True, exclude_none=True)
+    finally:
+        await stream.aclose()  # type: ignore[attr-defined]
+
+
+def _raise_in_band(data: dict[str, Any], raw: _HttpResponse | None) -> None:
+    """An ``{"error": ...}`` event: raise it as the SDK does (ClientError / ServerError)."""
+    error = data.get("error")
+    code = error.get("code") if isinstance(error, dict) else None
+    genai_errors.APIError.raise_error(code if isinstance(code, int) else 500, data, raw)
+
+
+async def _close(lines: Any, raw: _HttpResponse | None) -> None:
+    """Close the SDK's line iterator and the HTTP response under it (the socket too)."""
+    response = getattr(raw, "response_stream", None)
+    if isinstance(response, aiohttp.ClientResponse):
+        # close(), not release(): an unfinished response must not go back to the pool.
+        response.close()
+    # Closing must not mask the stream's own outcome.
+    with contextlib.suppress(Exception):
+        if lines is not None:
+            await lines.aclose()
+        if response is not None and not isinstance(response, aiohttp.ClientResponse):
+            await response.aclose()  # httpx2, when a custom transport is configured
+
+
+def _retry_delay(details: list[dict[str, Any]]) -> float | None:
+    """Seconds from a ``google.rpc.RetryInfo`` detail (``"retryDelay": "26s"``)."""
+    for detail in details:
+        if str(detail.get("@type", "")).endswith("google.rpc.RetryInfo"):
+            delay = detail.get("retryDelay")
+            if isinstance(delay, str) and delay.endswith("s"):
+                try:
+                    return max(0.0, float(delay[:-1]))
+                except ValueError:
+                    return None
+    return None
+
+
+def _usage(usage: Mapping[str, Any] | None) -> Usage:
+    if not usage:
+        return Usage()
+    thoughts = int(usage.get("thoughtsTokenCount") or 0)
+    candidates = int(usage.get("candidatesTokenCount") or 0)
+    prompt = int(usage.get("promptTokenCount") or 0) + int(
+        usage.get("toolUsePromptTokenCount") or 0
+    )
+    return Usage(
+        prompt_tokens=prompt, completion_tokens=candidates + thoughts, reasoning_tokens=thoughts
+    )
