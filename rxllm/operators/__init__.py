@@ -10,12 +10,13 @@ from __future__ import annotations
 from ._fallback import fallback
 from ._hedge import hedge
 from ._race import race
+from ._cancel_when import cancel_when
 from ._retry_on_interrupt import Backoff, retry_on_interrupt
 from ._take_tokens import take_tokens
 from ._timeout import timeout
 
 __all__: list[str] = []
 
-__all__ += ["take_tokens", "timeout"]
+__all__ += ["cancel_when", "take_tokens", "timeout"]
 __all__ += ["Backoff", "retry_on_interrupt"]
 __all__ += ["fallback", "hedge", "race"]

@@ -110,9 +110,10 @@ class _TimedRun:
     """One subscription: the source, up to three timers, and the lock that orders them.
 
     The source and the timers may call in on different threads (a synchronous
-    source with timers on rxllm's loop), so state changes and emissions happen
-    under one lock, and timers are released with :func:`release_timers`, which
-    never waits for another thread.
+    source with timers on rxllm's loop), so state changes and item emissions
+    happen under one lock; the end is claimed under it and told outside it.
+    Timers are released with :func:`release_timers`, which never waits for
+    another thread.
     """
 
     def __init__(
@@ -174,20 +175,26 @@ class _TimedRun:
             self._arm_idle()
 
     def on_error(self, error: Exception) -> None:
-        with self.lock:
-            if self.stopped:
-                return
-            self.stopped = True
+        if self._stop():
+            self._release_timers()
             self.observer.on_error(error)
-        self._release_timers()
 
     def on_completed(self) -> None:
+        if self._stop():
+            self._release_timers()
+            self.observer.on_completed()
+
+    def _stop(self) -> bool:
+        """Claim the end of the stream: true for the one caller that may tell it.
+
+        Items are emitted under the lock and the end is claimed under it, so
+        nothing can follow the end; the end itself is told outside the lock.
+        """
         with self.lock:
             if self.stopped:
-                return
+                return False
             self.stopped = True
-            self.observer.on_completed()
-        self._release_timers()
+            return True
 
     # -- the timers' side --------------------------------------------------------------
 
@@ -209,25 +216,24 @@ class _TimedRun:
 
     def _expire(self, phase: TimeoutPhase, generation: int) -> None:
         with self.lock:
-            if self.stopped:
-                return
             if phase == "idle" and generation != self.idle_generation:
                 return  # an event arrived since this timer was armed
             if self.meter.final is not None:
                 return  # the source's own done has passed: the stream is finishing
-            self.stopped = True
-            # Close the connection first, then report what was used and why it ended.
-            self.upstream.dispose()
-            meter = self.meter
-            error = errors.TimeoutError(
-                _MESSAGES[phase].format(self.limits[phase]),
-                phase=phase,
-                provider=meter.provider or None,
-                model=meter.model or None,
-            )
-            self.observer.on_next(meter.done(FinishReason.TIMEOUT, timeout_phase=phase))
-            self.observer.on_error(error)
+            if not self._stop():
+                return
+        # Close the connection first, then report what was used and why it ended.
+        self.upstream.dispose()
         self._release_timers()
+        meter = self.meter
+        error = errors.TimeoutError(
+            _MESSAGES[phase].format(self.limits[phase]),
+            phase=phase,
+            provider=meter.provider or None,
+            model=meter.model or None,
+        )
+        self.observer.on_next(meter.done(FinishReason.TIMEOUT, timeout_phase=phase))
+        self.observer.on_error(error)
 
     def _release_timers(self) -> None:
         with self.lock:
