@@ -7,10 +7,10 @@ Each works with ``.pipe(...)`` on any provider's ``Observable[StreamEvent]``::
 
 from __future__ import annotations
 
+from ._cancel_when import cancel_when
 from ._fallback import fallback
 from ._hedge import hedge
 from ._race import race
-from ._cancel_when import cancel_when
 from ._retry_on_interrupt import Backoff, retry_on_interrupt
 from ._take_tokens import take_tokens
 from ._timeout import timeout
