@@ -1,0 +1,301 @@
+"""OpenAI Chat Completions on the official ``openai`` SDK (``openai.AsyncOpenAI``).
+
+The SDK builds the request, authenticates, and raises its typed status errors;
+the stream itself is read through ``with_streaming_response`` and decoded with
+the SDK's own SSE decoder plus ``json.loads``. Iterating the SDK's
+``AsyncStream`` would build a pydantic model per chunk, which costs about ten
+times the rest of the hot path; rxllm never needs those models.
+
+Mapping:
+
+- request: the system prompt becomes a leading ``system`` message;
+  ``max_tokens`` → ``max_completion_tokens`` (reasoning models reject
+  ``max_tokens``); ``reasoning`` → ``reasoning_effort`` (``True`` → ``"medium"``);
+  ``stream_options.include_usage`` is always on, so usage arrives on the last,
+  empty-choices chunk. ``request.options`` pass through to the SDK call.
+- chunks: ``delta.content`` → ``TokenEvent``; ``delta.refusal`` → ``TokenEvent``
+  with finish reason ``content_filter``; ``delta.reasoning_content`` /
+  ``delta.reasoning`` (sent by OpenAI-compatible servers behind ``base_url``;
+  OpenAI itself never streams reasoning text in Chat Completions) →
+  ``ReasoningEvent``.
+- end: ``[DONE]`` after a ``finish_reason`` chunk is the only clean end; a
+  stream without them raised :class:`rxllm.errors.InterruptedError` (the SDK
+  itself would report success). The ``done`` event's ``details`` carry the raw
+  ``finish_reason``, the completion ``id`` and ``cached_tokens``.
+- errors: the SDK's status errors and the in-band ``data: {"error": ...}``
+  frame map to the ``rxllm.errors`` tree with ``retry_after`` from
+  ``retry-after-ms`` / ``retry-after``; transport failures (raw ``httpx2``
+  exceptions while reading) are ``InterruptedError``.
+
+The SDK's hidden retries are off (``max_retries=0``): retrying is the job of
+rxllm's ``retry_on_interrupt`` operator, where it is visible and composable.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import ssl
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, ClassVar
+
+import anyio
+import httpx2
+import openai
+from openai._streaming import SSEDecoder
+from openai._streaming_cleanup import drain_response_async
+
+from .. import errors
+from ..events import DoneEvent, FinishReason, ReasoningEvent, StreamEvent, TokenEvent, Usage
+from ..provider import Provider
+from ..request import StreamRequest
+from ._common import error_for_status, retry_after_from_headers, scrub
+
+__all__ = ["OpenAIProvider"]
+
+_FINISH: dict[str, FinishReason] = {
+    "stop": FinishReason.STOP,
+    "length": FinishReason.LENGTH,
+    "content_filter": FinishReason.CONTENT_FILTER,
+    "tool_calls": FinishReason.TOOL_CALLS,
+    "function_call": FinishReason.TOOL_CALLS,
+}
+
+# The in-band error frame has no HTTP status of its own (it travels in a 200): the status its
+# type would have had decides the rxllm class.
+_INBAND_STATUS: dict[str, int] = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "invalid_api_key": 401,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "model_not_found": 404,
+    "rate_limit_exceeded": 429,
+    "tokens": 429,
+    "requests": 429,
+    "insufficient_quota": 429,
+    "overloaded": 503,
+    "overloaded_error": 503,
+    "server_error": 500,
+}
+
+# api.openai.com echoes a wrong key masked ("sk-abc*****wxyz"): drop even that.
+_ECHOED_KEY = re.compile(r"(?<=API key provided: )\S+?(?=\.?(?:\s|$))")
+
+_CLIENT_OPTIONS = ("organization", "project", "default_headers", "default_query")
+
+_TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
+    httpx2.TransportError,
+    httpx2.StreamError,
+    ssl.SSLError,
+    anyio.EndOfStream,
+    anyio.BrokenResourceError,
+    OSError,
+)
+
+
+class OpenAIProvider(Provider[openai.AsyncOpenAI]):
+    """OpenAI Chat Completions, streamed.
+
+    Example:
+        >>> provider = OpenAIProvider()  # reads OPENAI_API_KEY (and OPENAI_BASE_URL)
+        >>> text = await provider.generate("Write a haiku", model="gpt-4.1")
+    """
+
+    name: ClassVar[str] = "openai"
+    api_key_env: ClassVar[tuple[str, ...]] = ("OPENAI_API_KEY",)
+    base_url_env: ClassVar[str | None] = "OPENAI_BASE_URL"
+    default_model: ClassVar[str] = "gpt-5-mini"
+
+    def _make_client(self) -> openai.AsyncOpenAI:
+        options: dict[str, Any] = {k: self.options[k] for k in _CLIENT_OPTIONS if k in self.options}
+        if self.timeout is not None:
+            options["timeout"] = self.timeout
+        return openai.AsyncOpenAI(
+            api_key=self.api_key.get_secret_value(),
+            base_url=self.base_url,
+            max_retries=0,  # retries belong to rxllm's retry operator, not hidden in the SDK
+            **options,
+        )
+
+    async def _close_client(self, client: openai.AsyncOpenAI) -> None:
+        await client.close()
+
+    def _params(self, request: StreamRequest) -> dict[str, Any]:
+        messages: list[dict[str, str]] = []
+        system = request.system_prompt()
+        if system is not None:
+            messages.append({"role": "system", "content": system})
+        messages.extend({"role": m.role, "content": m.content} for m in request.conversation())
+        params: dict[str, Any] = {
+            "model": request.model,
+            "messages": messages,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        if request.temperature is not None:
+            params["temperature"] = request.temperature
+        if request.max_tokens is not None:
+            params["max_completion_tokens"] = request.max_tokens
+        if request.stop:
+            params["stop"] = list(request.stop)
+        if request.reasoning:
+            params["reasoning_effort"] = (
+                "medium" if request.reasoning is True else request.reasoning
+            )
+        params.update(request.options)
+        return params
+
+    async def _events(self, request: StreamRequest) -> AsyncIterator[StreamEvent]:
+        client = self.client()
+        model = request.model
+        try:
+            create = client.chat.completions.with_streaming_response.create
+            async with create(**self._params(request)) as response:
+                http = response.http_response
+                finish: str | None = None
+                usage: Mapping[str, Any] | None = None
+                served_model = model
+                completion_id: str | None = None
+                refused = False
+                done = False
+                loads = json.loads
+                async for sse in SSEDecoder().aiter_bytes(http.aiter_bytes()):
+                    data = sse.data
+                    if data.startswith("[DONE]"):
+                        done = True
+                        break
+                    chunk = loads(data)
+                    choices = chunk.get("choices")
+                    if choices:
+                        choice = choices[0]
+                        delta = choice.get("delta")
+                        if delta:
+                            content = delta.get("content")
+                            if content:
+                                yield TokenEvent(content)
+                            elif len(delta) > 1 or "content" not in delta:
+                                reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+                                if reasoning:
+                                    yield ReasoningEvent(reasoning)
+                                refusal = delta.get("refusal")
+                                if refusal:
+                                    refused = True
+                                    yield TokenEvent(refusal)
+                        reason = choice.get("finish_reason")
+                        if reason:
+                            finish = reason
+                            completion_id = chunk.get("id")
+                            served_model = chunk.get("model") or model
+                    elif "error" in chunk:
+                        raise self._inband_error(chunk["error"], model)
+                    if chunk.get("usage"):
+                        usage = chunk["usage"]
+                if done and http.http_version == "HTTP/1.1":
+                    # Read the rest (the chunked terminator) so the connection goes back
+                    # to the pool instead of being closed, as the SDK's own stream does.
+                    await drain_response_async(http)
+        except errors.RxllmError:
+            raise
+        except Exception as error:
+            raise self._error(error, model) from error
+        if not done or finish is None:
+            missing = "[DONE]" if finish is not None else "a finish_reason chunk"
+            raise errors.InterruptedError(
+                f"the stream ended without {missing}: the reply is incomplete",
+                provider=self.name,
+                model=model,
+            )
+        yield _done(finish, usage, served_model, completion_id, refused, self.name)
+
+    # -- errors -----------------------------------------------------------------------------
+
+    def _clean(self, message: str) -> str:
+        return _ECHOED_KEY.sub("**********", scrub(message, self.api_key.get_secret_value()))
+
+    def _error(self, error: Exception, model: str) -> errors.RxllmError:
+        """The rxllm error for anything the SDK or the transport raised."""
+        if isinstance(error, openai.APIStatusError):
+            body = error.body
+            message = body.get("message") if isinstance(body, dict) else None
+            text = self._clean(message if isinstance(message, str) and message else error.message)
+            if error.code == "context_length_exceeded":
+                return errors.ContextTooLongError(
+                    text, provider=self.name, model=model, status=error.status_code
+                )
+            return error_for_status(
+                error.status_code,
+                text,
+                provider=self.name,
+                model=model,
+                retry_after=retry_after_from_headers(error.response.headers),
+            )
+        if isinstance(error, openai.APITimeoutError | httpx2.TimeoutException):
+            return errors.InterruptedError(
+                "the request timed out waiting for the server (the SDK's read timeout)",
+                provider=self.name,
+                model=model,
+            )
+        if isinstance(error, (openai.APIConnectionError, *_TRANSPORT_ERRORS)):
+            detail = self._clean(str(error)) or type(error).__name__
+            return errors.InterruptedError(
+                f"the connection failed or dropped: {detail}", provider=self.name, model=model
+            )
+        if isinstance(error, json.JSONDecodeError):
+            return errors.ServerError(
+                f"the server sent a chunk that is not JSON: {error}",
+                provider=self.name,
+                model=model,
+            )
+        if isinstance(error, openai.APIError):
+            return self._inband_error(error.body, model, fallback=error.message)
+        return errors.ProviderError(
+            self._clean(f"{type(error).__name__}: {error}"), provider=self.name, model=model
+        )
+
+    def _inband_error(
+        self, body: object, model: str, *, fallback: str = "error in the stream"
+    ) -> errors.RxllmError:
+        """The rxllm error for a ``data: {"error": {...}}`` frame inside a 200 stream."""
+        fields = body if isinstance(body, dict) else {}
+        message = fields.get("message")
+        text = self._clean(message if isinstance(message, str) and message else fallback)
+        code, kind = fields.get("code"), fields.get("type")
+        if code == "context_length_exceeded":
+            return errors.ContextTooLongError(text, provider=self.name, model=model, status=400)
+        status = _INBAND_STATUS.get(str(code), _INBAND_STATUS.get(str(kind), 500))
+        return error_for_status(status, text, provider=self.name, model=model)
+
+
+def _done(
+    finish: str,
+    usage: Mapping[str, Any] | None,
+    model: str,
+    completion_id: str | None,
+    refused: bool,
+    provider: str,
+) -> DoneEvent:
+    prompt = completion = reasoning = cached = 0
+    if usage:
+        prompt = int(usage.get("prompt_tokens") or 0)
+        completion = int(usage.get("completion_tokens") or 0)
+        reasoning = int((usage.get("completion_tokens_details") or {}).get("reasoning_tokens") or 0)
+        cached = int((usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0)
+    details: dict[str, Any] = {"finish_reason": finish, "id": completion_id}
+    if cached:
+        details["cached_tokens"] = cached
+    if usage is None:
+        details["usage_missing"] = True  # a compatible server that ignores include_usage
+    reason = FinishReason.CONTENT_FILTER if refused else _FINISH.get(finish, FinishReason.STOP)
+    return DoneEvent(
+        # OpenAI already counts reasoning inside completion_tokens; clamp a server that does not.
+        usage=Usage(
+            prompt_tokens=prompt,
+            completion_tokens=max(completion, reasoning),
+            reasoning_tokens=reasoning,
+        ),
+        finish_reason=reason,
+        model=model,
+        provider=provider,
+        details=details,
+    )

@@ -1,0 +1,481 @@
+"""``OpenAIProvider`` through the official SDK against the emulator (and verbatim captures)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import urllib.parse
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import openai
+import pytest
+import pytest_asyncio
+from aiohttp import web
+from reactivex import Observable
+
+from rxllm import errors
+from rxllm.emulator import Emulator
+from rxllm.emulator._content import tokenize
+from rxllm.events import DoneEvent, FinishReason, ReasoningEvent, StreamEvent, TokenEvent
+from rxllm.providers.openai import OpenAIProvider
+from rxllm.request import Message, StreamRequest
+from rxllm.testing import EMULATOR_KEY
+
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "openai"
+MULTIBYTE = "Grüße aus Zürich — 日本語のテキスト, 한국어 and 🚀👋🏽 façade."
+
+
+@pytest_asyncio.fixture
+async def provider(emulator: Emulator) -> AsyncIterator[OpenAIProvider]:
+    p = OpenAIProvider(api_key=EMULATOR_KEY, base_url=emulator.base_url("openai"))
+    yield p
+    await p.aclose()
+
+
+def knobs(model: str = "gpt-4o", **values: object) -> str:
+    """``model`` with emulator knobs appended (``gpt-4o~fault=drop,after=2``)."""
+    text = ",".join(f"{k}={urllib.parse.quote(str(v), safe='')}" for k, v in values.items())
+    return f"{model}~{text}"
+
+
+async def run(
+    provider: OpenAIProvider, request: StreamRequest | str, **fields: Any
+) -> tuple[list[StreamEvent], Exception | None]:
+    """Every event the provider yields, and the error that ended the stream (if any)."""
+    events: list[StreamEvent] = []
+    try:
+        async for event in provider.events(provider.request(request, **fields)):
+            events.append(event)
+    except Exception as error:
+        return events, error
+    return events, None
+
+
+def text_of(events: list[StreamEvent]) -> str:
+    return "".join(e.text for e in events if isinstance(e, TokenEvent))
+
+
+def done_of(events: list[StreamEvent]) -> DoneEvent:
+    dones = [e for e in events if isinstance(e, DoneEvent)]
+    assert len(dones) == 1
+    assert events[-1] is dones[0]
+    return dones[0]
+
+
+async def collect(stream: Observable[StreamEvent]) -> list[StreamEvent]:
+    """Subscribe and gather the events until completion (errors raise)."""
+    loop = asyncio.get_running_loop()
+    finished: asyncio.Future[list[StreamEvent]] = loop.create_future()
+    events: list[StreamEvent] = []
+    stream.subscribe(
+        on_next=events.append,
+        on_error=lambda e: finished.done() or finished.set_exception(e),
+        on_completed=lambda: finished.done() or finished.set_result(events),
+    )
+    return await finished
+
+
+# -- mapping -----------------------------------------------------------------------------------
+
+
+async def test_text_is_exact_and_ends_with_one_done(provider: OpenAIProvider) -> None:
+    events, error = await run(provider, "Say hello", model=knobs(reply=MULTIBYTE))
+
+    assert error is None
+    tokens = [e.text for e in events if isinstance(e, TokenEvent)]
+    assert tokens == tokenize(MULTIBYTE)
+    assert "".join(tokens) == MULTIBYTE
+    done = done_of(events)
+    assert done.finish_reason is FinishReason.STOP
+    assert done.details["finish_reason"] == "stop"
+    assert done.provider == "openai"
+    assert done.model == "gpt-4o"
+    assert done.usage.completion_tokens == len(tokens)
+    assert done.usage.prompt_tokens > 0
+    assert done.usage.total_tokens == done.usage.prompt_tokens + done.usage.completion_tokens
+    assert done.usage.reasoning_tokens == 0
+
+
+async def test_request_maps_to_the_chat_completions_call(
+    provider: OpenAIProvider, emulator: Emulator
+) -> None:
+    request = StreamRequest(
+        model="gpt-5-mini",
+        messages=(Message("user", "Hi"), Message("assistant", "Hello!")),
+        prompt="And now?",
+        system="Be brief.",
+        temperature=0.5,
+        max_tokens=300,
+        stop=("END",),
+        reasoning="low",
+    )
+
+    _, error = await run(provider, request)
+
+    assert error is None
+    body = emulator.requests[-1].body
+    assert body["messages"] == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello!"},
+        {"role": "user", "content": "And now?"},
+    ]
+    assert body["max_completion_tokens"] == 300
+    assert "max_tokens" not in body  # reasoning models reject it
+    assert body["temperature"] == 0.5
+    assert body["stop"] == ["END"]
+    assert body["reasoning_effort"] == "low"
+    assert body["stream"] is True
+    assert body["stream_options"] == {"include_usage": True}
+    assert emulator.requests[-1].api_key == EMULATOR_KEY
+
+
+async def test_reasoning_true_is_medium_effort_and_false_sends_none(
+    provider: OpenAIProvider, emulator: Emulator
+) -> None:
+    await run(provider, "Hi", model="gpt-5-mini", reasoning=True)
+    assert emulator.requests[-1].body["reasoning_effort"] == "medium"
+
+    await run(provider, "Hi", model="gpt-4o")
+    assert "reasoning_effort" not in emulator.requests[-1].body
+    assert "max_completion_tokens" not in emulator.requests[-1].body
+
+
+async def test_reasoning_tokens_are_counted_in_completion_and_never_mixed_into_text(
+    provider: OpenAIProvider,
+) -> None:
+    plain, _ = await run(provider, "Explain", model="gpt-5-mini")
+    events, error = await run(provider, "Explain", model="gpt-5-mini", reasoning="high")
+
+    assert error is None
+    assert text_of(events) == text_of(plain)
+    usage = done_of(events).usage
+    assert usage.reasoning_tokens > 0
+    tokens = sum(isinstance(e, TokenEvent) for e in events)
+    assert usage.completion_tokens == usage.reasoning_tokens + tokens
+    assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
+
+
+async def test_max_tokens_gives_finish_reason_length(provider: OpenAIProvider) -> None:
+    events, error = await run(provider, "Tell me a story", model="gpt-4o", max_tokens=5)
+
+    assert error is None
+    assert sum(isinstance(e, TokenEvent) for e in events) == 5
+    done = done_of(events)
+    assert done.finish_reason is FinishReason.LENGTH
+    assert done.details["finish_reason"] == "length"
+    assert done.usage.completion_tokens == 5
+
+
+async def test_stop_sequence_is_sent_and_honoured(provider: OpenAIProvider) -> None:
+    events, _ = await run(provider, "Hi", model=knobs(reply=MULTIBYTE), stop=("aus",))
+
+    assert text_of(events) == "Grüße "
+    assert done_of(events).finish_reason is FinishReason.STOP
+
+
+async def test_continued_stream_yields_exactly_the_rest(provider: OpenAIProvider) -> None:
+    stream = provider.stream("Tell me about streams", model="gpt-4o")
+    full = text_of(await collect(stream))
+    partial = full[: len(full) // 3]
+
+    rest = text_of(await collect(stream.continued(partial)))
+
+    assert partial + rest == full
+    assert rest == full[len(partial) :]
+
+
+# -- verbatim captures, served as they came from api.openai.com ---------------------------------
+
+
+@pytest_asyncio.fixture
+async def capture_server() -> AsyncIterator[str]:
+    """Answers a chat completion with the capture named by the request's model, verbatim."""
+
+    async def serve(request: web.Request) -> web.Response:
+        name = (await request.json())["model"]
+        data = _INLINE[name] if name.endswith(".bytes") else (FIXTURES / name).read_bytes()
+        return web.Response(body=data, content_type="text/event-stream")
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", serve)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    yield f"http://127.0.0.1:{port}/v1"
+    await runner.cleanup()
+
+
+# An OpenAI-compatible server (DeepSeek's documented `reasoning_content` delta) behind base_url.
+_INLINE = {
+    "compatible-reasoning.bytes": b"".join(
+        b"data: " + line + b"\n\n"
+        for line in (
+            b'{"id":"1","object":"chat.completion.chunk","created":1,"model":"deepseek-reasoner",'
+            b'"choices":[{"index":0,"delta":{"role":"assistant","content":null,'
+            b'"reasoning_content":""},"finish_reason":null}]}',
+            b'{"id":"1","object":"chat.completion.chunk","created":1,"model":"deepseek-reasoner",'
+            b'"choices":[{"index":0,"delta":{"content":null,"reasoning_content":"Think: 2+2"},'
+            b'"finish_reason":null}]}',
+            b'{"id":"1","object":"chat.completion.chunk","created":1,"model":"deepseek-reasoner",'
+            b'"choices":[{"index":0,"delta":{"content":"4","reasoning_content":null},'
+            b'"finish_reason":null}]}',
+            b'{"id":"1","object":"chat.completion.chunk","created":1,"model":"deepseek-reasoner",'
+            b'"choices":[{"index":0,"delta":{"content":"","reasoning_content":null},'
+            b'"finish_reason":"stop"}],"usage":{"prompt_tokens":9,"completion_tokens":12,'
+            b'"total_tokens":21,"completion_tokens_details":{"reasoning_tokens":10}}}',
+            b"[DONE]",
+        )
+    )
+}
+
+
+@pytest_asyncio.fixture
+async def captured(capture_server: str) -> AsyncIterator[OpenAIProvider]:
+    p = OpenAIProvider(api_key="sk-capture", base_url=capture_server)
+    yield p
+    await p.aclose()
+
+
+async def test_real_gpt4o_capture(captured: OpenAIProvider) -> None:
+    events, error = await run(captured, "Hi", model="openai_capture_gpt4o.sse")
+
+    assert error is None
+    assert text_of(events).startswith("I'm unable to provide real-time updates")
+    assert text_of(events).endswith(" news station.")
+    done = done_of(events)
+    assert (done.usage.prompt_tokens, done.usage.completion_tokens) == (14, 47)
+    assert done.usage.total_tokens == 61
+    assert done.model == "gpt-4o-2024-08-06"
+    assert done.details["id"] == "chatcmpl-9tXjg9DdaOfymTPDrSLfxslQEH0C2"
+
+
+async def test_real_o3_mini_capture_counts_reasoning(captured: OpenAIProvider) -> None:
+    events, error = await run(captured, "Hi", model="openai_reasoning.sse")
+
+    assert error is None
+    assert text_of(events) == "hello"
+    assert not any(isinstance(e, ReasoningEvent) for e in events)
+    usage = done_of(events).usage
+    assert (usage.prompt_tokens, usage.completion_tokens, usage.reasoning_tokens) == (22, 203, 192)
+
+
+async def test_real_gpt5_nano_capture_all_reasoning_cut_by_length(captured: OpenAIProvider) -> None:
+    events, error = await run(captured, "Hi", model="openai_reasoning_length.sse")
+
+    assert error is None
+    assert text_of(events) == ""
+    done = done_of(events)
+    assert done.finish_reason is FinishReason.LENGTH
+    assert done.usage.completion_tokens == done.usage.reasoning_tokens == 100
+
+
+async def test_compatible_server_reasoning_text_is_a_separate_event(
+    captured: OpenAIProvider,
+) -> None:
+    events, error = await run(captured, "2+2?", model="compatible-reasoning.bytes")
+
+    assert error is None
+    assert [e.text for e in events if isinstance(e, ReasoningEvent)] == ["Think: 2+2"]
+    assert text_of(events) == "4"
+    assert done_of(events).usage.reasoning_tokens == 10
+
+
+async def test_real_truncated_capture_is_interrupted_after_its_tokens(
+    captured: OpenAIProvider,
+) -> None:
+    events, error = await run(captured, "Hi", model="openai_truncated.sse")
+
+    assert isinstance(error, errors.InterruptedError)
+    assert text_of(events).endswith("日本語のテキスト、中文")
+    assert not any(isinstance(e, DoneEvent) for e in events)
+
+
+async def test_real_error_frame_is_a_server_error_after_its_tokens(
+    captured: OpenAIProvider,
+) -> None:
+    events, error = await run(captured, "Hi", model="openai_stream_error.sse")
+
+    assert isinstance(error, errors.ServerError)
+    assert error.retryable
+    assert "server had an error" in str(error)
+    assert text_of(events).startswith("Hello! Here is a multilingual answer")
+    assert not any(isinstance(e, DoneEvent) for e in events)
+
+
+# -- errors ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fault", "error_class", "status"),
+    [
+        ("rate_limited", errors.RateLimitedError, 429),
+        ("overloaded", errors.OverloadedError, 503),
+        ("server_error", errors.ServerError, 500),
+        ("invalid_key", errors.AuthenticationError, 401),
+        ("invalid_request", errors.InvalidRequestError, 400),
+        ("context_too_long", errors.ContextTooLongError, 400),
+        ("model_not_found", errors.ModelNotFoundError, 404),
+    ],
+)
+async def test_each_fault_is_the_right_rxllm_error(
+    provider: OpenAIProvider, fault: str, error_class: type[errors.ProviderError], status: int
+) -> None:
+    events, error = await run(provider, "Hi", model=knobs(fault=fault))
+
+    assert type(error) is error_class
+    assert error.status == status
+    assert error.provider == "openai"
+    assert isinstance(error.__cause__, openai.APIStatusError)
+    assert events == []
+
+
+async def test_invalid_request_is_not_mistaken_for_context_too_long(
+    provider: OpenAIProvider,
+) -> None:
+    _, error = await run(provider, "Hi", model=knobs(fault="invalid_request"))
+
+    assert not isinstance(error, errors.ContextTooLongError)
+
+
+async def test_rate_limit_carries_retry_after(provider: OpenAIProvider) -> None:
+    _, error = await run(provider, "Hi", model=knobs(fault="rate_limited", retry_after=0.25))
+
+    assert isinstance(error, errors.RateLimitedError)
+    assert error.retry_after == 0.25  # from retry-after-ms, the precise one
+    assert error.retryable
+
+
+async def test_error_event_mid_stream_is_a_server_error_after_the_tokens(
+    provider: OpenAIProvider,
+) -> None:
+    events, error = await run(provider, "Hi", model=knobs(fault="error_event", after=3))
+
+    assert isinstance(error, errors.ServerError)
+    assert sum(isinstance(e, TokenEvent) for e in events) == 3
+    assert not any(isinstance(e, DoneEvent) for e in events)
+
+
+@pytest.mark.parametrize("fault", ["drop", "truncate"])
+async def test_cut_streams_are_interrupted_after_the_streamed_tokens(
+    provider: OpenAIProvider, fault: str
+) -> None:
+    full, _ = await run(provider, "Hi", model="gpt-4o")
+    events, error = await run(provider, "Hi", model=knobs(fault=fault, after=4))
+
+    assert isinstance(error, errors.InterruptedError)
+    assert error.retryable
+    tokens = [e.text for e in events if isinstance(e, TokenEvent)]
+    assert tokens == [e.text for e in full if isinstance(e, TokenEvent)][:4]
+    assert not any(isinstance(e, DoneEvent) for e in events)
+
+
+async def test_a_raw_transport_error_is_wrapped(provider: OpenAIProvider) -> None:
+    # The stream is read below the SDK, so a dropped connection surfaces as raw httpx2.
+    _, error = await run(provider, "Hi", model=knobs(fault="drop", after=1))
+
+    assert isinstance(error, errors.InterruptedError)
+    assert isinstance(error.__cause__, httpx2.TransportError)
+
+
+async def test_stall_without_timeout_operator_ends_with_the_sdk_read_timeout(
+    emulator: Emulator,
+) -> None:
+    provider = OpenAIProvider(
+        api_key=EMULATOR_KEY, base_url=emulator.base_url("openai"), timeout=0.3
+    )
+    try:
+        events, error = await run(provider, "Hi", model=knobs(fault="stall", after=2))
+    finally:
+        await provider.aclose()
+
+    assert isinstance(error, errors.InterruptedError)
+    assert sum(isinstance(e, TokenEvent) for e in events) == 2
+    assert (await emulator.wait_for_disconnects_async(1))[0].fault == "stall"
+
+
+async def test_unreachable_server_is_interrupted() -> None:
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()  # nobody listens there now
+    provider = OpenAIProvider(api_key="sk-x", base_url=f"http://127.0.0.1:{port}/v1")
+    try:
+        _, error = await run(provider, "Hi")
+    finally:
+        await provider.aclose()
+
+    assert isinstance(error, errors.InterruptedError)
+    assert isinstance(error.__cause__, openai.APIConnectionError)
+
+
+async def test_wrong_key_is_authentication_error_without_the_key(emulator: Emulator) -> None:
+    wrong = "sk-proj-wrong-key-that-must-never-leak-42"
+    provider = OpenAIProvider(api_key=wrong, base_url=emulator.base_url("openai"))
+    try:
+        _, error = await run(provider, "Hi")
+    finally:
+        await provider.aclose()
+
+    assert isinstance(error, errors.AuthenticationError)
+    assert error.status == 401
+    for shown in (str(error), repr(error), error.message):
+        assert wrong not in shown
+        assert wrong[-4:] not in shown  # not even the masked echo the API sends back
+    assert "Incorrect API key provided" in str(error)
+
+
+def test_missing_key_names_the_environment_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+
+    with pytest.raises(errors.ConfigurationError, match="OPENAI_API_KEY"):
+        OpenAIProvider()
+
+
+async def test_key_and_base_url_come_from_the_environment(
+    emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", EMULATOR_KEY)
+    monkeypatch.setenv("OPENAI_BASE_URL", emulator.base_url("openai"))
+    provider = OpenAIProvider()
+    try:
+        text = await provider.generate("Hi")
+    finally:
+        await provider.aclose()
+
+    assert text
+    assert emulator.requests[-1].model == OpenAIProvider.default_model == "gpt-5-mini"
+
+
+# -- cancellation ------------------------------------------------------------------------------
+
+
+async def test_disposing_the_subscription_closes_the_connection(
+    provider: OpenAIProvider, emulator: Emulator
+) -> None:
+    stream = provider.stream("Tell me everything", model=knobs(tps=200, words=2000))
+    tokens: list[str] = []
+    three = asyncio.Event()
+    problems: list[object] = []
+
+    def on_next(event: StreamEvent) -> None:
+        if isinstance(event, TokenEvent):
+            tokens.append(event.text)
+            if len(tokens) == 3:
+                three.set()
+
+    subscription = stream.subscribe(
+        on_next=on_next, on_error=problems.append, on_completed=lambda: problems.append("done")
+    )
+    await asyncio.wait_for(three.wait(), timeout=10)
+    subscription.dispose()
+
+    disconnects = await emulator.wait_for_disconnects_async(1)
+    assert len(disconnects) == 1
+    assert disconnects[0].dialect == "openai"
+    assert problems == []
