@@ -1,0 +1,301 @@
+"""``rate_limit``: streams wait before they start until a shared budget allows them.
+
+The budget is a pair of token buckets, the model the providers themselves
+describe for their limits (capacity = one minute's allowance, refilled
+continuously): one for requests, one for tokens. No library fits: the
+well-kept ones (``limits``, ``aiolimiter``, ``pyrate-limiter``) read the wall
+clock or block an asyncio task, while here time must come from the Rx
+scheduler (so ``TestScheduler`` drives it), a charge must be corrected after
+the fact (the real usage arrives in ``done``) and a server's retry-after must
+pause everyone. The bucket arithmetic is a few lines; the queue is the part
+that matters.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from reactivex import Observable, abc
+from reactivex.disposable import Disposable, SerialDisposable, SingleAssignmentDisposable
+from reactivex.scheduler import VirtualTimeScheduler
+
+from ..errors import RateLimitedError
+from ..events import DoneEvent, StreamEvent
+from ..stream import LLMStream
+from ._scheduling import stream_scheduler
+from ._usage import estimate_prompt_tokens
+
+__all__ = ["RateLimiter", "rate_limit"]
+
+
+def _clock(scheduler: abc.SchedulerBase) -> float:
+    """Seconds on the scheduler's clock: virtual time in tests, else monotonic time."""
+    if isinstance(scheduler, VirtualTimeScheduler):
+        return float(scheduler.to_seconds(scheduler.now))
+    return time.monotonic()
+
+
+class _Bucket:
+    """``capacity`` units, refilled at ``capacity`` per minute; may go into debt."""
+
+    def __init__(self, per_minute: float) -> None:
+        self.capacity = float(per_minute)
+        self.rate = per_minute / 60.0
+        self.level = self.capacity
+        self.updated: float | None = None
+
+    def refill(self, now: float) -> None:
+        if self.updated is not None and now > self.updated:
+            self.level = min(self.capacity, self.level + (now - self.updated) * self.rate)
+        if self.updated is None or now > self.updated:
+            self.updated = now
+
+    def wait(self, amount: float, now: float) -> float:
+        """Seconds until ``amount`` can be taken (more than capacity waits for a full bucket)."""
+        self.refill(now)
+        need = min(amount, self.capacity)
+        return 0.0 if self.level >= need else (need - self.level) / self.rate
+
+    def take(self, amount: float) -> None:
+        self.level -= amount
+
+    def give(self, amount: float) -> None:
+        self.level = min(self.capacity, self.level + amount)
+
+
+class _Waiter:
+    def __init__(self, cost: int, scheduler: abc.SchedulerBase, start: Callable[[], None]) -> None:
+        self.cost = cost
+        self.scheduler = scheduler
+        self.start = start
+        self.cancelled = False
+
+
+def _run(_: abc.SchedulerBase, start: Callable[[], None] | None) -> None:
+    if start is not None:
+        start()
+
+
+class RateLimiter:
+    """A request and token budget shared by every stream piped through ``rate_limit(limiter)``.
+
+    Streams start in the order they asked (first come, first served). A
+    stream's token cost is estimated when it asks: for an
+    :class:`~rxllm.stream.LLMStream`, its prompt (four characters a token)
+    plus ``max_tokens`` (or ``default_max_tokens`` when the request sets
+    none); for any other Observable, ``default_cost``. When the stream's
+    ``done`` arrives the charge is corrected to the real ``total_tokens``
+    (refunding the difference, or going into debt); a stream that ends
+    without a ``done`` keeps its estimate. A
+    :class:`~rxllm.errors.RateLimitedError` with ``retry_after`` seen on any
+    of the streams pauses the whole limiter for that long.
+
+    Time comes from each stream's scheduler: ``TestScheduler``'s virtual
+    clock in tests, the monotonic clock otherwise. Share a limiter among
+    streams on the same kind of clock.
+
+    Example:
+        >>> limiter = RateLimiter(requests_per_minute=50, tokens_per_minute=40_000)
+        >>> streams = [provider.stream(p).pipe(rate_limit(limiter)) for p in prompts]
+
+    Args:
+        requests_per_minute: Requests allowed per minute (``None``: unlimited).
+        tokens_per_minute: Tokens (prompt + completion) per minute (``None``: unlimited).
+        default_max_tokens: Completion tokens assumed for a request without ``max_tokens``.
+        default_cost: Tokens charged up front for a stream that is not an ``LLMStream``.
+
+    Raises:
+        ValueError: When neither limit is given, or a number is not positive.
+    """
+
+    def __init__(
+        self,
+        requests_per_minute: float | None = None,
+        tokens_per_minute: float | None = None,
+        *,
+        default_max_tokens: int = 1024,
+        default_cost: int = 1000,
+    ) -> None:
+        if requests_per_minute is None and tokens_per_minute is None:
+            raise ValueError("RateLimiter needs requests_per_minute or tokens_per_minute")
+        for name, value in (
+            ("requests_per_minute", requests_per_minute),
+            ("tokens_per_minute", tokens_per_minute),
+            ("default_max_tokens", default_max_tokens),
+            ("default_cost", default_cost),
+        ):
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+                raise ValueError(f"RateLimiter: {name} must be a number > 0, got {value!r}")
+            if not math.isfinite(value):
+                raise ValueError(f"RateLimiter: {name} must be finite, got {value!r}")
+        self.requests_per_minute = requests_per_minute
+        self.tokens_per_minute = tokens_per_minute
+        self.default_max_tokens = default_max_tokens
+        self.default_cost = default_cost
+        self._requests = _Bucket(requests_per_minute) if requests_per_minute else None
+        self._tokens = _Bucket(tokens_per_minute) if tokens_per_minute else None
+        self._queue: deque[_Waiter] = deque()
+        self._paused_until = -math.inf
+        self._timer = SerialDisposable()
+        self._lock = threading.RLock()
+
+    def __repr__(self) -> str:
+        return (
+            f"RateLimiter(requests_per_minute={self.requests_per_minute!r}, "
+            f"tokens_per_minute={self.tokens_per_minute!r})"
+        )
+
+    def estimate(self, source: Observable[Any]) -> int:
+        """The tokens charged up front for one run of ``source``."""
+        if isinstance(source, LLMStream):
+            request = source.request
+            return estimate_prompt_tokens(request) + (request.max_tokens or self.default_max_tokens)
+        return self.default_cost
+
+    # -- what rate_limit calls ------------------------------------------------------------
+
+    def _enqueue(self, waiter: _Waiter) -> None:
+        with self._lock:
+            self._queue.append(waiter)
+            self._pump()
+
+    def _cancel(self, waiter: _Waiter) -> None:
+        with self._lock:
+            if waiter.cancelled:
+                return
+            waiter.cancelled = True
+            if waiter in self._queue:
+                self._queue.remove(waiter)
+                self._pump()
+
+    def _settle(self, estimated: int, actual: int, scheduler: abc.SchedulerBase) -> None:
+        """Correct a charge once the real usage is known."""
+        with self._lock:
+            if self._tokens is None:
+                return
+            self._tokens.refill(_clock(scheduler))
+            if actual < estimated:
+                self._tokens.give(estimated - actual)
+            else:
+                self._tokens.take(actual - estimated)
+            self._pump()
+
+    def _pause(self, seconds: float, scheduler: abc.SchedulerBase) -> None:
+        with self._lock:
+            self._paused_until = max(self._paused_until, _clock(scheduler) + seconds)
+            self._pump()
+
+    def _pump(self) -> None:
+        """Start every waiter at the head of the queue that fits; arm a timer for the next."""
+        while self._queue:
+            head = self._queue[0]
+            now = _clock(head.scheduler)
+            wait = self._paused_until - now
+            if self._requests is not None:
+                wait = max(wait, self._requests.wait(1, now))
+            if self._tokens is not None:
+                wait = max(wait, self._tokens.wait(head.cost, now))
+            if wait > 0:
+                self._timer.disposable = head.scheduler.schedule_relative(
+                    wait, lambda _s, _t: self._wake()
+                )
+                return
+            self._queue.popleft()
+            if self._requests is not None:
+                self._requests.take(1)
+            if self._tokens is not None:
+                self._tokens.take(head.cost)
+            head.scheduler.schedule(_run, head.start)
+        self._timer.disposable = Disposable()
+
+    def _wake(self) -> None:
+        with self._lock:
+            self._pump()
+
+
+def rate_limit(
+    limiter: RateLimiter,
+) -> Callable[[Observable[StreamEvent]], Observable[StreamEvent]]:
+    """Each subscription waits for ``limiter``'s budget before it subscribes upstream.
+
+    Nothing is sent until the shared :class:`RateLimiter` allows one more
+    request and the stream's estimated tokens; disposing while waiting gives
+    the place in the queue up without ever subscribing. Events pass through
+    unchanged; the ``done`` corrects the limiter's token count, and a
+    :class:`~rxllm.errors.RateLimitedError` with ``retry_after`` pauses the
+    limiter for every stream that shares it (the error itself passes on:
+    put ``retry_on_interrupt`` outside ``rate_limit`` to retry it, and the
+    retry waits for the limiter too).
+
+    Example:
+        >>> limiter = RateLimiter(requests_per_minute=50, tokens_per_minute=40_000)
+        >>> provider.stream("Hi").pipe(rate_limit(limiter), retry_on_interrupt(3))
+
+    .. marble::
+        :alt: rate_limit (1 request per minute)
+
+        a: -x-D|
+        b: -y-D|            (subscribed at the same time as a)
+        [ rate_limit ]
+        a: -x-D|
+        b: ------------y-D| (b's upstream subscribed 60 s later)
+
+    Args:
+        limiter: The budget, shared by every stream that should count against it.
+
+    Returns:
+        An operator for ``.pipe()``.
+
+    Raises:
+        ValueError: When ``limiter`` is not a :class:`RateLimiter`.
+    """
+    if not isinstance(limiter, RateLimiter):
+        raise ValueError(f"rate_limit needs a RateLimiter, got {limiter!r}")
+
+    def operator(source: Observable[StreamEvent]) -> Observable[StreamEvent]:
+        def subscribe(
+            observer: abc.ObserverBase[StreamEvent], scheduler: abc.SchedulerBase | None = None
+        ) -> abc.DisposableBase:
+            timers = stream_scheduler(scheduler)
+            cost = limiter.estimate(source)
+            upstream = SingleAssignmentDisposable()
+            settled = False
+
+            def on_next(event: StreamEvent) -> None:
+                nonlocal settled
+                if isinstance(event, DoneEvent) and not settled:
+                    settled = True
+                    limiter._settle(cost, event.usage.total_tokens, timers)
+                observer.on_next(event)
+
+            def on_error(error: Exception) -> None:
+                if isinstance(error, RateLimitedError) and error.retry_after:
+                    limiter._pause(error.retry_after, timers)
+                observer.on_error(error)
+
+            def start() -> None:
+                if waiter.cancelled:
+                    return
+                upstream.disposable = source.subscribe(
+                    on_next, on_error, observer.on_completed, scheduler=scheduler
+                )
+
+            waiter = _Waiter(cost, timers, start)
+            limiter._enqueue(waiter)
+
+            def dispose() -> None:
+                limiter._cancel(waiter)
+                upstream.dispose()
+
+            return Disposable(dispose)
+
+        return Observable(subscribe)
+
+    return operator
