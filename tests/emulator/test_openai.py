@@ -417,6 +417,21 @@ async def test_stall_keeps_the_connection_open_until_the_client_gives_up(
     assert disconnects[0].fault == "stall"
 
 
+@pytest.mark.parametrize(
+    ("fault", "sdk_error"),
+    [
+        ("drop", openai.APIConnectionError),
+        ("truncate", openai.APIConnectionError),
+        ("error_event", openai.InternalServerError),
+    ],
+)
+async def test_mid_stream_faults_on_a_non_streaming_request(
+    client: openai.AsyncOpenAI, fault: str, sdk_error: type[openai.APIError]
+) -> None:
+    with pytest.raises(sdk_error):
+        await client.chat.completions.create(model=f"gpt-4o~fault={fault}", messages=HELLO)
+
+
 async def test_client_cancel_is_recorded_as_a_disconnect(
     client: openai.AsyncOpenAI, emulator: Emulator
 ) -> None:
