@@ -7,6 +7,7 @@ Each works with ``.pipe(...)`` on any provider's ``Observable[StreamEvent]``::
 
 from __future__ import annotations
 
+from ._batch_tokens import batch_tokens
 from ._cancel_when import cancel_when
 from ._fallback import fallback
 from ._hedge import hedge
@@ -18,7 +19,7 @@ from ._timeout import timeout
 
 __all__: list[str] = []
 
-__all__ += ["cancel_when", "take_tokens", "timeout"]
+__all__ += ["batch_tokens", "cancel_when", "take_tokens", "timeout"]
 __all__ += ["Backoff", "retry_on_interrupt"]
 __all__ += ["fallback", "hedge", "race"]
 __all__ += ["RateLimiter", "rate_limit"]
