@@ -13,6 +13,7 @@ import anthropic
 import httpx2
 import pytest
 from aiohttp import web
+from anthropic.types import MessageParam, ThinkingConfigParam
 
 from rxllm.emulator import Emulator
 from rxllm.emulator._content import tokenize
@@ -26,7 +27,7 @@ CAPTURE_TEXT = (
     "Hello! Here is a multilingual answer: café, naïve, Straße — 日本語のテキスト、中文字符 and "
     "한국어. Emoji: 🌍 👩\u200d💻 works; flag: 🇯🇵; combining: e\u0301 (é). Math: ∑ x² ≤ ∞."
 )
-USER = [{"role": "user", "content": "Tell me something."}]
+USER: list[MessageParam] = [{"role": "user", "content": "Tell me something."}]
 # anthropic 2.14 warns (DeprecationWarning) on claude-sonnet-4-5 and claude-opus-4-5.
 MODEL = "claude-haiku-4-5"
 
@@ -514,12 +515,11 @@ async def test_sdk_sees_the_same_structure_in_a_capture_and_the_emulator(
 ) -> None:
     real = await _events_from_capture(capture)
     model = scripted(MODEL, text_of(real), reasoning="on" if thinking else "off")
+    config: ThinkingConfigParam = (
+        {"type": "enabled", "budget_tokens": 1024} if thinking else {"type": "disabled"}
+    )
     stream = await client.messages.create(
-        model=model,
-        max_tokens=4096,
-        messages=USER,
-        stream=True,
-        **({"thinking": {"type": "enabled", "budget_tokens": 1024}} if thinking else {}),
+        model=model, max_tokens=4096, messages=USER, stream=True, thinking=config
     )
     ours = await events_of(stream)
 

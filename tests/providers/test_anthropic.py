@@ -1,0 +1,458 @@
+"""AnthropicProvider through the official SDK against the emulator (and real captures)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import urllib.parse
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import anthropic
+import pytest
+from aiohttp import web
+
+from rxllm import errors
+from rxllm.emulator import Emulator
+from rxllm.emulator._content import tokenize
+from rxllm.events import DoneEvent, FinishReason, ReasoningEvent, StreamEvent, TokenEvent
+from rxllm.providers.anthropic import AnthropicProvider
+from rxllm.request import Message, StreamRequest
+from rxllm.stream import LLMStream
+from rxllm.testing import EMULATOR_KEY
+
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "anthropic"
+# anthropic 2.14 warns (DeprecationWarning) on claude-sonnet-4-5 and claude-opus-4-5.
+MODEL = "claude-haiku-4-5"
+TEXT = (
+    "Hello! Here is a multilingual answer: café, naïve, Straße — 日本語のテキスト、中文字符 and "
+    "한국어. Emoji: 🌍 👩\u200d💻 works; flag: 🇯🇵; combining: e\u0301 (é). Math: ∑ x² ≤ ∞."
+)
+PIECES = tokenize(TEXT)
+
+
+def scripted(reply: str = TEXT, **knobs: object) -> str:
+    extra = "".join(f",{k}={v}" for k, v in knobs.items())
+    return f"{MODEL}~reply={urllib.parse.quote(reply, safe='')}{extra}"
+
+
+@pytest.fixture
+async def claude(emulator: Emulator) -> AsyncIterator[AnthropicProvider]:
+    provider = AnthropicProvider(api_key=EMULATOR_KEY, base_url=emulator.base_url("anthropic"))
+    yield provider
+    await provider.aclose()
+
+
+async def run(
+    provider: AnthropicProvider, request: StreamRequest
+) -> tuple[list[StreamEvent], Exception | None]:
+    """Every event the provider yields, then the error it raised (if any)."""
+    events: list[StreamEvent] = []
+    try:
+        async for event in provider.events(request):
+            events.append(event)
+    except Exception as error:  # the test inspects it
+        return events, error
+    return events, None
+
+
+async def observe(stream: Any) -> tuple[list[StreamEvent], Exception | None]:
+    """Subscribe to an Observable and wait for its end."""
+    loop = asyncio.get_running_loop()
+    ended: asyncio.Future[Exception | None] = loop.create_future()
+    events: list[StreamEvent] = []
+
+    def end(error: Exception | None) -> None:
+        if not ended.done():
+            ended.set_result(error)
+
+    stream.subscribe(on_next=events.append, on_error=end, on_completed=lambda: end(None))
+    return events, await asyncio.wait_for(ended, 10)
+
+
+def text(events: list[StreamEvent]) -> str:
+    return "".join(e.text for e in events if isinstance(e, TokenEvent))
+
+
+def done(events: list[StreamEvent]) -> DoneEvent:
+    assert isinstance(events[-1], DoneEvent)
+    assert sum(isinstance(e, DoneEvent) for e in events) == 1
+    return events[-1]
+
+
+# -- text, reasoning, usage, finish reasons -----------------------------------------------------
+
+
+async def test_tokens_arrive_in_order_and_exact(claude: AnthropicProvider) -> None:
+    events, error = await run(claude, claude.request("Hi", model=scripted()))
+    assert error is None
+    assert [e.text for e in events if isinstance(e, TokenEvent)] == PIECES
+    end = done(events)
+    assert end.provider == "anthropic"
+    assert end.model == MODEL
+    assert end.finish_reason is FinishReason.STOP
+    assert end.details["stop_reason"] == "end_turn"
+
+
+async def test_usage_is_normalized_and_matches_what_the_api_reported(
+    claude: AnthropicProvider, emulator: Emulator
+) -> None:
+    request = claude.request("What is rxllm?", model=scripted(), system="Be brief.")
+    result = await claude.complete(request)
+    sdk = anthropic.AsyncAnthropic(
+        base_url=emulator.base_url("anthropic"), api_key=EMULATOR_KEY, max_retries=0
+    )
+    try:
+        raw = await sdk.messages.create(
+            model=scripted(),
+            max_tokens=100,
+            system="Be brief.",
+            messages=[{"role": "user", "content": "What is rxllm?"}],
+        )
+    finally:
+        await sdk.close()
+    assert result.usage.prompt_tokens == raw.usage.input_tokens > 0
+    assert result.usage.completion_tokens == raw.usage.output_tokens == len(PIECES)
+    assert result.usage.reasoning_tokens == 0
+    assert result.usage.total_tokens == result.usage.prompt_tokens + len(PIECES)
+    assert result.usage.cost is not None  # claude-haiku-4-5 is priced in the catalog
+    assert result.usage.cost > 0
+
+
+async def test_reasoning_arrives_separately_before_the_text(
+    claude: AnthropicProvider, emulator: Emulator
+) -> None:
+    events, error = await run(claude, claude.request("Think first", model=MODEL, reasoning=True))
+    assert error is None
+    kinds = [e.type for e in events]
+    first_token = kinds.index("token")
+    assert kinds[:first_token] == ["reasoning"] * first_token
+    assert "reasoning" not in kinds[first_token:]
+    reasoning = "".join(e.text for e in events if isinstance(e, ReasoningEvent))
+    usage = done(events).usage
+    assert reasoning.strip()
+    assert reasoning not in text(events)
+    assert usage.reasoning_tokens == len(tokenize(reasoning))
+    assert usage.completion_tokens == usage.reasoning_tokens + len(tokenize(text(events)))
+    body = emulator.requests[-1].body
+    assert body["thinking"] == {"type": "enabled", "budget_tokens": 4096}
+    assert body["max_tokens"] == 64_000  # the model's maximum output, from the catalog
+
+
+@pytest.mark.parametrize(
+    ("reasoning", "max_tokens", "budget", "sent_max"),
+    [
+        ("low", None, 1024, 64_000),
+        ("high", None, 16384, 64_000),
+        ("high", 2000, 1999, 2000),  # the budget stays below max_tokens
+    ],
+)
+async def test_reasoning_effort_maps_to_a_thinking_budget(
+    claude: AnthropicProvider,
+    emulator: Emulator,
+    reasoning: str,
+    max_tokens: int | None,
+    budget: int,
+    sent_max: int,
+) -> None:
+    request = claude.request("Hi", model=MODEL, reasoning=reasoning, max_tokens=max_tokens)
+    await claude.complete(request)
+    body = emulator.requests[-1].body
+    assert body["thinking"] == {"type": "enabled", "budget_tokens": budget}
+    assert body["max_tokens"] == sent_max
+
+
+async def test_reasoning_with_too_few_max_tokens_is_refused_before_sending(
+    claude: AnthropicProvider, emulator: Emulator
+) -> None:
+    with pytest.raises(errors.InvalidRequestError, match="max_tokens above 1024"):
+        await claude.complete("Hi", model=MODEL, reasoning=True, max_tokens=500)
+    assert emulator.requests == []
+
+
+async def test_max_tokens_cut_is_finish_reason_length(claude: AnthropicProvider) -> None:
+    result = await claude.complete("Hi", model=scripted(), max_tokens=5)
+    assert result.finish_reason is FinishReason.LENGTH
+    assert result.text == "".join(PIECES[:5])
+    assert result.usage.completion_tokens == 5
+
+
+async def test_stop_sequence_is_sent_and_ends_with_stop(
+    claude: AnthropicProvider, emulator: Emulator
+) -> None:
+    events, _ = await run(claude, claude.request("Hi", model=scripted(), stop=("Straße",)))
+    end = done(events)
+    assert text(events) == TEXT[: TEXT.index("Straße")]
+    assert end.finish_reason is FinishReason.STOP
+    assert end.details["stop_reason"] == "stop_sequence"
+    assert end.details["stop_sequence"] == "Straße"
+    assert emulator.requests[-1].body["stop_sequences"] == ["Straße"]
+
+
+async def test_request_mapping(claude: AnthropicProvider, emulator: Emulator) -> None:
+    request = StreamRequest(
+        model="claude-unknown-model",
+        system="You are terse.",
+        messages=(
+            Message("system", "Answer in English."),
+            Message("user", "Hi"),
+            Message("assistant", "Hello."),
+            Message("user", "Again"),
+        ),
+        temperature=0.3,
+    )
+    events, error = await run(claude, request)
+    assert error is None
+    body = emulator.requests[-1].body
+    assert body["system"] == "You are terse.\n\nAnswer in English."
+    assert body["messages"] == [
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello."},
+        {"role": "user", "content": "Again"},
+    ]
+    assert body["max_tokens"] == 4096  # not in the catalog
+    assert body["stream"] is True
+    # API version 2026-10-21 (anthropic 2.x) has no sampling parameters: not sent, and said so.
+    assert "temperature" not in body
+    assert done(events).details["ignored"] == ("temperature",)
+    assert emulator.requests[-1].headers["Authorization"] == f"Bearer {EMULATOR_KEY}"
+
+
+async def test_request_options_reach_the_sdk_call(claude: AnthropicProvider) -> None:
+    request = claude.request(
+        "Hi", model=MODEL, options={"extra_headers": {"x-rxllm-emulator": "fault=overloaded"}}
+    )
+    with pytest.raises(errors.OverloadedError):
+        await claude.complete(request)
+
+
+# -- errors --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fault", "error_class", "status"),
+    [
+        ("rate_limited", errors.RateLimitedError, 429),
+        ("overloaded", errors.OverloadedError, 529),
+        ("server_error", errors.ServerError, 500),
+        ("invalid_key", errors.AuthenticationError, 401),
+        ("invalid_request", errors.InvalidRequestError, 400),
+        ("context_too_long", errors.ContextTooLongError, 400),
+        ("model_not_found", errors.ModelNotFoundError, 404),
+    ],
+)
+async def test_each_fault_is_the_right_rxllm_error(
+    claude: AnthropicProvider, fault: str, error_class: type[errors.ProviderError], status: int
+) -> None:
+    events, error = await run(claude, claude.request("Hi", model=f"{MODEL}~fault={fault}"))
+    assert events == []
+    assert type(error) is error_class
+    assert error.status == status
+    assert error.provider == "anthropic"
+    assert isinstance(error.__cause__, anthropic.APIStatusError)
+    assert error.retry_after == (1.0 if fault == "rate_limited" else None)
+
+
+async def test_rate_limit_retry_after_comes_from_the_header(claude: AnthropicProvider) -> None:
+    with pytest.raises(errors.RateLimitedError) as caught:
+        await claude.complete("Hi", model=f"{MODEL}~fault=rate_limited,retry_after=2.5")
+    assert caught.value.retry_after == 2.5
+    assert caught.value.retryable
+
+
+@pytest.mark.parametrize("fault", ["drop", "truncate"])
+async def test_interrupted_stream_delivers_its_tokens_then_interrupted_error(
+    claude: AnthropicProvider, fault: str
+) -> None:
+    events, error = await observe(claude.stream("Hi", model=scripted(fault=fault, after=4)))
+    assert text(events) == "".join(PIECES[:4])
+    assert not any(isinstance(e, DoneEvent) for e in events)
+    assert isinstance(error, errors.InterruptedError)
+    assert error.retryable
+
+
+async def test_error_event_mid_stream_is_overloaded_after_the_tokens(
+    claude: AnthropicProvider,
+) -> None:
+    events, error = await run(claude, claude.request("Hi", model=scripted(fault="error_event")))
+    assert text(events) == "".join(PIECES[:3])
+    assert isinstance(error, errors.OverloadedError)
+    assert "overloaded_error" in str(error)
+
+
+async def test_stall_ends_with_the_sdk_read_timeout_as_interrupted(emulator: Emulator) -> None:
+    provider = AnthropicProvider(
+        api_key=EMULATOR_KEY, base_url=emulator.base_url("anthropic"), timeout=0.3
+    )
+    try:
+        events, error = await run(
+            provider, provider.request("Hi", model=scripted(fault="stall", after=2))
+        )
+    finally:
+        await provider.aclose()
+    assert text(events) == "".join(PIECES[:2])
+    assert isinstance(error, errors.InterruptedError)
+    assert "timed out" in str(error)
+    assert [r.fault for r in await emulator.wait_for_disconnects_async(1)] == ["stall"]
+
+
+async def test_unreachable_server_is_interrupted() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    provider = AnthropicProvider(api_key="k", base_url=f"http://127.0.0.1:{port}")
+    try:
+        with pytest.raises(errors.InterruptedError, match="could not connect") as caught:
+            await provider.complete("Hi", model=MODEL)
+    finally:
+        await provider.aclose()
+    assert isinstance(caught.value.__cause__, anthropic.APIConnectionError)
+
+
+async def test_dispose_mid_stream_closes_the_connection(
+    claude: AnthropicProvider, emulator: Emulator
+) -> None:
+    tokens: list[str] = []
+    third = asyncio.Event()
+
+    def on_next(event: StreamEvent) -> None:
+        if isinstance(event, TokenEvent):
+            tokens.append(event.text)
+            if len(tokens) == 3:
+                third.set()
+
+    stream = claude.stream("Hi", model=f"{MODEL}~tps=200,words=5000", max_tokens=20_000)
+    subscription = stream.subscribe(on_next=on_next)
+    await asyncio.wait_for(third.wait(), 10)
+    subscription.dispose()
+    gone = await emulator.wait_for_disconnects_async(1)
+    assert len(gone) == 1
+    assert not gone[0].completed
+    assert len(tokens) < 100
+
+
+async def test_wrong_key_is_authentication_error_without_the_key(emulator: Emulator) -> None:
+    secret = "sk-ant-this-is-the-wrong-secret-key"
+    provider = AnthropicProvider(api_key=secret, base_url=emulator.base_url("anthropic"))
+    try:
+        with pytest.raises(errors.AuthenticationError) as caught:
+            await provider.complete("Hi", model=MODEL)
+    finally:
+        await provider.aclose()
+    assert secret not in str(caught.value)
+    assert secret not in repr(caught.value)
+    assert secret not in repr(provider)
+    assert emulator.requests[-1].api_key == secret  # it was sent, and rejected
+
+
+async def test_missing_key_names_the_environment_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    with pytest.raises(errors.ConfigurationError, match="ANTHROPIC_API_KEY"):
+        AnthropicProvider()
+
+
+async def test_key_and_base_url_from_the_environment(
+    emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", EMULATOR_KEY)
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", emulator.base_url("anthropic"))
+    provider = AnthropicProvider()
+    try:
+        assert await provider.generate("Hi", model=scripted()) == TEXT
+    finally:
+        await provider.aclose()
+
+
+# -- continuation ------------------------------------------------------------------------------
+
+
+async def test_continued_stream_yields_exactly_the_rest(
+    claude: AnthropicProvider, emulator: Emulator
+) -> None:
+    full = await claude.generate("Tell me a story", model=MODEL, reasoning=True)
+    cut: LLMStream = claude.stream(
+        "Tell me a story", model=f"{MODEL}~fault=drop,after=50", reasoning=True
+    )
+    events, error = await observe(cut)
+    assert isinstance(error, errors.InterruptedError)
+    partial = text(events)
+    assert partial
+    assert full.startswith(partial)
+    assert len(partial) < len(full)
+    rest_stream = cut.continued(partial)
+    # the same model without the fault knob: what a retry would ask for
+    rest_stream = LLMStream(claude, rest_stream.request.replace(model=MODEL))
+    rest, error = await observe(rest_stream)
+    assert error is None
+    assert partial + text(rest) == full
+    assert not any(isinstance(e, ReasoningEvent) for e in rest)
+    body = emulator.requests[-1].body
+    assert body["messages"][-1] == {"role": "assistant", "content": partial}
+    assert "thinking" not in body  # a prefill cannot follow thinking: the API would refuse
+
+
+# -- real captures through the provider --------------------------------------------------------
+
+
+async def _serve_capture(name: str) -> tuple[web.AppRunner, str]:
+    data = (FIXTURES / name).read_bytes()
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(data)
+        await response.write_eof()
+        return response
+
+    app = web.Application()
+    app.router.add_post("/v1/messages", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    return runner, f"http://127.0.0.1:{port}"
+
+
+async def _capture_events(name: str) -> tuple[list[StreamEvent], Exception | None]:
+    runner, url = await _serve_capture(name)
+    provider = AnthropicProvider(api_key="k", base_url=url)
+    try:
+        return await run(provider, provider.request("Hi", model=MODEL))
+    finally:
+        await provider.aclose()
+        await runner.cleanup()
+
+
+async def test_real_thinking_capture_maps_to_reasoning_tokens_and_usage() -> None:
+    events, error = await _capture_events("anthropic_thinking.sse")
+    assert error is None
+    reasoning = "".join(e.text for e in events if isinstance(e, ReasoningEvent))
+    assert reasoning == (
+        "The previous result was 925. Now I need to divide that by 5.\n\n925 ÷ 5 = 185"
+    )
+    assert text(events) == "925 ÷ 5 = 185"
+    end = done(events)
+    assert end.model == "claude-sonnet-4-5-20250929"
+    assert end.usage.prompt_tokens == 69
+    assert end.usage.completion_tokens == 53
+    assert end.usage.reasoning_tokens == 0  # this capture predates output_tokens_details
+    assert end.finish_reason is FinishReason.STOP
+    assert end.details["id"] == "msg_01Y6V41gqPaKWEw7iPouH7iW"
+
+
+async def test_real_midstream_error_capture_is_overloaded() -> None:
+    events, error = await _capture_events("anthropic_error_midstream.sse")
+    assert text(events).startswith("Hello! Here is a multilingual answer")
+    assert isinstance(error, errors.OverloadedError)
+
+
+async def test_real_truncated_capture_is_interrupted() -> None:
+    events, error = await _capture_events("anthropic_truncated.sse")
+    assert text(events).endswith("日本語のテキスト、中文")
+    assert isinstance(error, errors.InterruptedError)
+    assert "message_stop" in str(error)
