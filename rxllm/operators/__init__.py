@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from ._batch_tokens import batch_tokens
 from ._cancel_when import cancel_when
+from ._errors_as_events import errors_as_events
 from ._fallback import fallback
 from ._hedge import hedge
 from ._race import race
@@ -19,7 +20,7 @@ from ._timeout import timeout
 
 __all__: list[str] = []
 
-__all__ += ["batch_tokens", "cancel_when", "take_tokens", "timeout"]
+__all__ += ["batch_tokens", "cancel_when", "errors_as_events", "take_tokens", "timeout"]
 __all__ += ["Backoff", "retry_on_interrupt"]
 __all__ += ["fallback", "hedge", "race"]
 __all__ += ["RateLimiter", "rate_limit"]
