@@ -1,0 +1,416 @@
+"""``GrokProvider`` through the official xai-sdk against the emulator (and verbatim captures)."""
+
+from __future__ import annotations
+
+import asyncio
+import urllib.parse
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from reactivex import Observable
+
+from rxllm import errors
+from rxllm.emulator import Emulator
+from rxllm.emulator._content import count_tokens, tokenize
+from rxllm.events import DoneEvent, FinishReason, ReasoningEvent, StreamEvent, TokenEvent
+from rxllm.providers.grok import GrokProvider
+from rxllm.request import Message, StreamRequest
+from rxllm.testing import EMULATOR_KEY
+from tests.fixtures.xai.replay import ReplayServer
+
+MULTIBYTE = "Grüße aus Zürich — 日本語のテキスト, 한국어 and 🚀👋🏽 👨\u200d👩\u200d👧 façade."
+
+
+@pytest_asyncio.fixture
+async def provider(emulator: Emulator) -> AsyncIterator[GrokProvider]:
+    p = GrokProvider(api_key=EMULATOR_KEY, base_url=emulator.xai_address)
+    yield p
+    await p.aclose()
+
+
+def knobs(model: str = "grok-4", **values: object) -> str:
+    """``model`` with emulator knobs appended (``grok-4~fault=drop,after=2``)."""
+    text = ",".join(f"{k}={urllib.parse.quote(str(v), safe='')}" for k, v in values.items())
+    return f"{model}~{text}"
+
+
+async def run(
+    provider: GrokProvider, request: StreamRequest | str, **fields: Any
+) -> tuple[list[StreamEvent], Exception | None]:
+    """Every event the provider yields, and the error that ended the stream (if any)."""
+    events: list[StreamEvent] = []
+    try:
+        async for event in provider.events(provider.request(request, **fields)):
+            events.append(event)
+    except Exception as error:
+        return events, error
+    return events, None
+
+
+def text_of(events: list[StreamEvent]) -> str:
+    return "".join(e.text for e in events if isinstance(e, TokenEvent))
+
+
+def done_of(events: list[StreamEvent]) -> DoneEvent:
+    dones = [e for e in events if isinstance(e, DoneEvent)]
+    assert len(dones) == 1
+    assert events[-1] is dones[0]
+    return dones[0]
+
+
+async def collect(stream: Observable[StreamEvent]) -> list[StreamEvent]:
+    """Subscribe and gather the events until completion (errors raise)."""
+    loop = asyncio.get_running_loop()
+    finished: asyncio.Future[list[StreamEvent]] = loop.create_future()
+    events: list[StreamEvent] = []
+
+    def on_error(error: Exception) -> None:
+        if not finished.done():
+            finished.set_exception(error)
+
+    def on_completed() -> None:
+        if not finished.done():
+            finished.set_result(events)
+
+    stream.subscribe(on_next=events.append, on_error=on_error, on_completed=on_completed)
+    return await finished
+
+
+# -- mapping --------------------------------------------------------------------------------
+
+
+async def test_text_is_exact_and_ends_with_one_done(provider: GrokProvider) -> None:
+    events = await collect(provider.stream("Hi", model=knobs(reply=MULTIBYTE)))
+
+    assert [e.text for e in events if isinstance(e, TokenEvent)] == tokenize(MULTIBYTE)
+    done = done_of(events)
+    assert done.finish_reason is FinishReason.STOP
+    assert done.details["finish_reason"] == "REASON_STOP"
+    assert done.provider == "grok"
+    assert done.usage.completion_tokens == count_tokens(MULTIBYTE)
+    assert done.usage.reasoning_tokens == 0
+    assert done.usage.prompt_tokens > 0
+    assert done.usage.total_tokens == done.usage.prompt_tokens + done.usage.completion_tokens
+
+
+async def test_request_fields_reach_the_api(provider: GrokProvider, emulator: Emulator) -> None:
+    request = StreamRequest(
+        model="grok-4",
+        system="Be terse.",
+        messages=(Message("user", "Earlier"), Message("assistant", "Noted")),
+        prompt="Now",
+        temperature=0.25,
+        max_tokens=40,
+        stop=("\n\n",),
+    )
+    await run(provider, request)
+
+    body = emulator.requests[0].body
+    roles = [m["role"] for m in body["messages"]]
+    assert roles == ["ROLE_SYSTEM", "ROLE_USER", "ROLE_ASSISTANT", "ROLE_USER"]
+    assert [m["content"][0]["text"] for m in body["messages"]] == [
+        "Be terse.",
+        "Earlier",
+        "Noted",
+        "Now",
+    ]
+    assert body["temperature"] == 0.25
+    assert body["max_tokens"] == 40
+    assert body["stop"] == ["\n\n"]
+    assert "reasoning_effort" not in body
+
+
+async def test_reasoning_arrives_as_reasoning_events_before_the_text(
+    provider: GrokProvider, emulator: Emulator
+) -> None:
+    events, error = await run(provider, "What is 2+2?", model="grok-3-mini", reasoning=True)
+    assert error is None
+
+    kinds = [e.type for e in events]
+    assert kinds.index("token") > kinds.index("reasoning")
+    assert "reasoning" not in kinds[kinds.index("token") :]
+    reasoning = "".join(e.text for e in events if isinstance(e, ReasoningEvent))
+    text = text_of(events)
+    usage = done_of(events).usage
+    # xAI counts reasoning apart from completion; rxllm's completion includes it.
+    assert usage.reasoning_tokens == count_tokens(reasoning)
+    assert usage.completion_tokens == count_tokens(text) + count_tokens(reasoning)
+    assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
+    assert emulator.requests[0].body["reasoning_effort"] == "EFFORT_LOW"
+
+
+@pytest.mark.parametrize(
+    ("model", "reasoning", "sent"),
+    [
+        ("grok-3-mini", "high", "EFFORT_HIGH"),
+        ("grok-3-mini", "medium", "EFFORT_HIGH"),  # grok-3-mini knows only low and high
+        ("grok-4.3", "medium", "EFFORT_MEDIUM"),
+        ("grok-4", True, None),  # reasons by model choice; the parameter is an error there
+        ("grok-4-fast-reasoning", "high", None),
+    ],
+)
+async def test_reasoning_effort_only_where_the_model_takes_it(
+    provider: GrokProvider, emulator: Emulator, model: str, reasoning: Any, sent: str | None
+) -> None:
+    _, error = await run(provider, "Q", model=model, reasoning=reasoning)
+    assert error is None
+    assert emulator.requests[0].body.get("reasoning_effort") == sent
+
+
+async def test_max_tokens_is_length(provider: GrokProvider) -> None:
+    events, _ = await run(provider, "Hi", model=knobs(reply=MULTIBYTE), max_tokens=5)
+    done = done_of(events)
+    assert text_of(events) == "".join(tokenize(MULTIBYTE)[:5])
+    assert done.finish_reason is FinishReason.LENGTH
+    assert done.details["finish_reason"] == "REASON_MAX_LEN"
+    assert done.usage.completion_tokens == 5
+
+
+async def test_continued_yields_exactly_the_rest_of_the_text(provider: GrokProvider) -> None:
+    stream = provider.stream("Tell me a story", model="grok-4")
+    whole = text_of(await collect(stream))
+    partial = "".join(tokenize(whole)[:9])
+
+    rest = text_of(await collect(stream.continued(partial)))
+
+    assert partial + rest == whole
+    assert rest == whole[len(partial) :]
+
+
+# -- errors ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fault", "cls", "status"),
+    [
+        ("rate_limited", errors.RateLimitedError, "RESOURCE_EXHAUSTED"),
+        ("overloaded", errors.OverloadedError, "UNAVAILABLE"),
+        ("server_error", errors.ServerError, "INTERNAL"),
+        ("invalid_key", errors.AuthenticationError, "UNAUTHENTICATED"),
+        ("invalid_request", errors.InvalidRequestError, "INVALID_ARGUMENT"),
+        ("context_too_long", errors.ContextTooLongError, "INVALID_ARGUMENT"),
+        ("model_not_found", errors.ModelNotFoundError, "NOT_FOUND"),
+    ],
+)
+async def test_each_fault_is_the_right_rxllm_error(
+    provider: GrokProvider,
+    emulator: Emulator,
+    fault: str,
+    cls: type[errors.ProviderError],
+    status: str,
+) -> None:
+    events, error = await run(provider, "Hi", model=knobs(fault=fault, retry_after=2.5))
+    assert events == []
+    assert type(error) is cls
+    assert error.status == status
+    assert error.provider == "grok"
+    assert error.retry_after == (2.5 if fault == "rate_limited" else None)
+    assert error.__cause__ is not None
+    # No hidden retries: the SDK's default channel config would retry UNAVAILABLE 5 times.
+    assert len(emulator.requests) == 1
+
+
+async def test_the_error_reaches_subscribers_on_the_error_channel(provider: GrokProvider) -> None:
+    with pytest.raises(errors.RateLimitedError) as raised:
+        await collect(provider.stream("Hi", model=knobs(fault="rate_limited", retry_after=4)))
+    assert raised.value.retry_after == 4.0
+    assert raised.value.retryable
+
+
+@pytest.mark.parametrize(
+    ("fault", "cls"),
+    [("drop", errors.InterruptedError), ("truncate", errors.InterruptedError)],
+)
+async def test_an_interrupted_stream_delivers_its_tokens_then_interrupted_error(
+    provider: GrokProvider, fault: str, cls: type[errors.ProviderError]
+) -> None:
+    events, error = await run(provider, "Hi", model=knobs(reply=MULTIBYTE, fault=fault, after=3))
+    assert text_of(events) == "".join(tokenize(MULTIBYTE)[:3])
+    assert not any(isinstance(e, DoneEvent) for e in events)
+    assert type(error) is cls
+    assert error.retryable
+
+
+async def test_an_error_status_mid_stream_is_a_server_error_after_the_tokens(
+    provider: GrokProvider,
+) -> None:
+    model = knobs(reply=MULTIBYTE, fault="error_event", after=2)
+    events, error = await run(provider, "Hi", model=model)
+    assert text_of(events) == "".join(tokenize(MULTIBYTE)[:2])
+    assert isinstance(error, errors.ServerError)
+    assert error.status == "INTERNAL"
+
+
+async def test_disposing_a_subscription_closes_the_call(
+    provider: GrokProvider, emulator: Emulator
+) -> None:
+    first = asyncio.Event()
+    received: list[StreamEvent] = []
+
+    def on_next(event: StreamEvent) -> None:
+        received.append(event)
+        first.set()
+
+    subscription = provider.stream("Hi", model=knobs(fault="stall", after=1)).subscribe(on_next)
+    await asyncio.wait_for(first.wait(), 5)
+    subscription.dispose()
+
+    (record,) = await emulator.wait_for_disconnects_async(1)
+    assert record.disconnected
+    assert len(received) == 1
+
+
+async def test_disposing_a_flowing_stream_closes_the_call(
+    provider: GrokProvider, emulator: Emulator
+) -> None:
+    first = asyncio.Event()
+    subscription = provider.stream("Hi", model=knobs(tps=100, words=400)).subscribe(
+        lambda _: first.set()
+    )
+    await asyncio.wait_for(first.wait(), 5)
+    subscription.dispose()
+    (record,) = await emulator.wait_for_disconnects_async(1)
+    assert 0 < record.events_sent < 400
+
+
+async def test_closing_the_event_iterator_early_closes_the_call(
+    provider: GrokProvider, emulator: Emulator
+) -> None:
+    # No task is cancelled here: the iterator is closed (as ``async for ... break`` followed by
+    # ``aclose`` does). xai-sdk would leave the call open; the provider cancels it.
+    events = provider.events(provider.request("Hi", model=knobs(fault="stall", after=3)))
+    async for event in events:
+        assert isinstance(event, TokenEvent)
+        break
+    await events.aclose()  # type: ignore[attr-defined]
+    (record,) = await emulator.wait_for_disconnects_async(1)
+    assert record.disconnected
+
+
+async def test_the_sdks_own_deadline_is_an_interrupted_error(emulator: Emulator) -> None:
+    provider = GrokProvider(api_key=EMULATOR_KEY, base_url=emulator.xai_address, timeout=0.3)
+    try:
+        events, error = await run(provider, "Hi", model=knobs(fault="stall", after=2))
+    finally:
+        await provider.aclose()
+    assert len([e for e in events if isinstance(e, TokenEvent)]) == 2
+    assert isinstance(error, errors.InterruptedError)
+    assert error.status == "DEADLINE_EXCEEDED"
+
+
+async def test_a_wrong_key_is_an_authentication_error_without_the_key(
+    emulator: Emulator,
+) -> None:
+    key = "xai-this-is-a-wrong-key-0123456789"
+    provider = GrokProvider(api_key=key, base_url=emulator.xai_address)
+    try:
+        _, error = await run(provider, "Hi")
+    finally:
+        await provider.aclose()
+    assert isinstance(error, errors.AuthenticationError)
+    for text in (str(error), repr(error), error.message):
+        assert key not in text
+        assert "xa***89" not in text  # not even the masked echo
+    assert emulator.requests[0].api_key == key
+
+
+def test_a_missing_key_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("XAI_API_KEY", raising=False)
+    with pytest.raises(errors.ConfigurationError, match="XAI_API_KEY"):
+        GrokProvider()
+
+
+async def test_key_and_address_come_from_the_environment(
+    emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XAI_API_KEY", EMULATOR_KEY)
+    monkeypatch.setenv("XAI_BASE_URL", emulator.xai_address)
+    provider = GrokProvider()
+    try:
+        assert await provider.generate("Hi", model=knobs(reply="ok")) == "ok"
+    finally:
+        await provider.aclose()
+
+
+async def test_an_unreachable_server_is_a_retryable_error() -> None:
+    provider = GrokProvider(api_key=EMULATOR_KEY, base_url="127.0.0.1:9")
+    try:
+        _, error = await run(provider, "Hi")
+    finally:
+        await provider.aclose()
+    assert isinstance(error, errors.OverloadedError)
+    assert error.status == "UNAVAILABLE"
+    assert error.retryable
+
+
+# -- real captures, served verbatim ---------------------------------------------------------
+
+
+async def replayed(case: str, request: StreamRequest | str = "Hi", **fields: Any) -> Any:
+    async with ReplayServer(case) as replay:
+        provider = GrokProvider(api_key="xai-test-key", base_url=replay.address)
+        try:
+            return await run(provider, request, **fields)
+        finally:
+            await provider.aclose()
+
+
+async def test_capture_max_len_usage_and_cost() -> None:
+    events, error = await replayed("xai_max_len", model="grok-4-fast-reasoning")
+    assert error is None
+    done = done_of(events)
+    assert done.finish_reason is FinishReason.LENGTH
+    assert len([e for e in events if isinstance(e, TokenEvent)]) == 29
+    # usage of the last chunk: completion 29 + reasoning 87 (xAI counts them apart)
+    assert done.usage.prompt_tokens == 160
+    assert done.usage.completion_tokens == 29 + 87
+    assert done.usage.reasoning_tokens == 87
+    assert done.usage.cost == pytest.approx(673500e-10)
+    assert done.details["cached_prompt_tokens"] == 151
+    assert done.model == "grok-4-fast-reasoning"
+
+
+async def test_capture_encrypted_reasoning_counts_reasoning_without_text() -> None:
+    events, error = await replayed("xai_encrypted_reasoning", model="grok-4-fast-reasoning")
+    assert error is None
+    assert not any(isinstance(e, ReasoningEvent) for e in events)
+    assert text_of(events) == "29"
+    usage = done_of(events).usage
+    assert (usage.completion_tokens, usage.reasoning_tokens) == (154, 153)
+    assert usage.total_tokens == 319  # the capture's own total_tokens
+
+
+async def test_capture_reasoning_stream() -> None:
+    events, error = await replayed("xai_reasoning", model="grok-4.3")
+    assert error is None
+    reasoning = "".join(e.text for e in events if isinstance(e, ReasoningEvent))
+    assert reasoning.startswith('The question is "What is 2+2?"')
+    assert text_of(events) == "**4**"
+    assert done_of(events).usage.completion_tokens == 3 + 182
+
+
+async def test_capture_retry_info_is_retry_after() -> None:
+    _, error = await replayed("xai_rate_limited_retryinfo")
+    assert isinstance(error, errors.RateLimitedError)
+    assert error.retry_after == 7.0
+
+
+async def test_capture_wrong_key_is_an_authentication_error() -> None:
+    # api.x.ai answers a wrong key with INVALID_ARGUMENT and echoes it masked.
+    _, error = await replayed("xai_bad_key")
+    assert isinstance(error, errors.AuthenticationError)
+    assert error.status == "INVALID_ARGUMENT"
+    assert "te***ey" not in str(error)
+
+
+async def test_capture_bad_request_is_invalid_request() -> None:
+    _, error = await replayed("xai_bad_request")
+    assert type(error) is errors.InvalidRequestError
+
+
+async def test_capture_abort_after_chunks_delivers_them_first() -> None:
+    events, error = await replayed("xai_abort")
+    assert text_of(events).startswith("Grüße aus Zürich")
+    assert isinstance(error, errors.ServerError)
