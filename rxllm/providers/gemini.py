@@ -232,7 +232,7 @@ class GeminiProvider(Provider[genai.Client]):
                 if timeout is not None:
                     deadline.reschedule(loop.time() + timeout)
                 if http_request is not None:
-                    raw = await _send_raw(client, http_request)
+                    raw = await _send_raw(client, http_request, config.http_options)
                     lines = raw._aiter_response_stream()
                 else:
                     lines = _public_stream(client, request.model, contents, config)
@@ -368,16 +368,19 @@ def _raw_request(
     path = f"{body['_url']['model']}:streamGenerateContent?alt=sse"
     body.pop("config", None)
     body = _genai_common.encode_unserializable_types(_genai_common.convert_to_dict(body))
-    http_request = api._build_request("post", path, body, None)
+    # Per-request http_options (extra headers, say) apply as they do in the public path.
+    http_request = api._build_request("post", path, body, config.http_options)
     http_request.timeout = None  # the provider applies its own per-read timeout
     return http_request
 
 
-async def _send_raw(client: genai.Client, http_request: Any) -> _HttpResponse:
+async def _send_raw(
+    client: genai.Client, http_request: Any, http_options: types.HttpOptions | None
+) -> _HttpResponse:
     """Send it through the SDK (no retries, as configured): the SDK raises its typed
     ``ClientError``/``ServerError`` for an error status and returns the open response."""
     response: _HttpResponse = await client._api_client._async_request(
-        http_request=http_request, stream=True
+        http_request=http_request, http_options=http_options, stream=True
     )
     return response
 

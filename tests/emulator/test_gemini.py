@@ -24,20 +24,20 @@ MODEL = "gemini-2.5-flash"
 REPLY = "Grüße aus Zürich — naïve café, 👋🏽 family 👨‍👩‍👧‍👦 flag 🇯🇵. CJK: 你好，世界！ Done ✅"  # noqa: RUF001
 
 
-def _client(base_url: str, key: str = EMULATOR_KEY, **http: Any) -> genai.Client:
+def _client(base_url: str, key: str = EMULATOR_KEY, timeout: int | None = None) -> genai.Client:
     """The SDK pointed at ``base_url``, with its retries off.
 
     It gets its own aiohttp session (an SDK option): the session class the SDK would
     build subclasses ``aiohttp.ClientSession``, which aiohttp deprecates with a warning.
     Close it with :func:`_close`.
     """
-    options: dict[str, Any] = {
-        "base_url": base_url,
-        "api_version": "v1beta",
-        "retry_options": {"attempts": 1},
-        "aiohttp_client": aiohttp.ClientSession(),
-        **http,
-    }
+    options = types.HttpOptions(
+        base_url=base_url,
+        api_version="v1beta",
+        retry_options=types.HttpRetryOptions(attempts=1),
+        aiohttp_client=aiohttp.ClientSession(),
+        timeout=timeout,
+    )
     return genai.Client(api_key=key, vertexai=False, http_options=options)
 
 
@@ -89,12 +89,30 @@ def _text(chunks: list[types.GenerateContentResponse], *, thought: bool = False)
     return "".join(out)
 
 
+def _usage(chunk: types.GenerateContentResponse) -> types.GenerateContentResponseUsageMetadata:
+    assert chunk.usage_metadata is not None
+    return chunk.usage_metadata
+
+
+def _candidate(chunk: types.GenerateContentResponse) -> types.Candidate:
+    assert chunk.candidates
+    return chunk.candidates[0]
+
+
+def _parts(chunk: types.GenerateContentResponse) -> list[types.Part]:
+    content = _candidate(chunk).content
+    assert content is not None
+    return content.parts or []
+
+
+def _n(count: int | None) -> int:
+    """A token count the API leaves out when it is zero."""
+    return count or 0
+
+
 def _finishes(chunks: list[types.GenerateContentResponse]) -> list[str | None]:
-    return [
-        (c.candidates[0].finish_reason.value if c.candidates[0].finish_reason else None)
-        for c in chunks
-        if c.candidates
-    ]
+    reasons = [_candidate(c).finish_reason for c in chunks]
+    return [r.value if r else None for r in reasons]
 
 
 # -- content ------------------------------------------------------------------------------
@@ -111,7 +129,7 @@ async def test_streams_the_exact_text_with_multibyte_characters(client: genai.Cl
 
 async def test_usage_is_cumulative_on_every_chunk(client: genai.Client) -> None:
     chunks = await _stream(client, config=_knobs("words=20"))
-    counts = [c.usage_metadata.candidates_token_count for c in chunks if c.usage_metadata]
+    counts = [_n(_usage(c).candidates_token_count) for c in chunks]
     assert len(counts) == len(chunks)
     assert counts == sorted(counts)
     last = chunks[-1].usage_metadata
@@ -128,7 +146,7 @@ async def test_thoughts_stream_first_when_include_thoughts_is_set(client: genai.
         thinking_config=types.ThinkingConfig(include_thoughts=True, thinking_budget=1024)
     )
     chunks = await _stream(client, config=config)
-    flags = [bool(c.candidates[0].content.parts[0].thought) for c in chunks]
+    flags = [bool(_parts(c)[0].thought) for c in chunks]
     first_answer = flags.index(False)
     assert all(flags[:first_answer])
     assert not any(flags[first_answer:])
@@ -136,12 +154,14 @@ async def test_thoughts_stream_first_when_include_thoughts_is_set(client: genai.
     thoughts = _text(chunks, thought=True)
     assert thoughts
     assert thoughts not in _text(chunks)
-    assert chunks[first_answer].candidates[0].content.parts[0].thought_signature
-    last = chunks[-1].usage_metadata
+    assert _parts(chunks[first_answer])[0].thought_signature
+    last = _usage(chunks[-1])
     assert last is not None
     assert last.thoughts_token_count == first_answer
     assert last.total_token_count == (
-        last.prompt_token_count + last.candidates_token_count + last.thoughts_token_count
+        _n(last.prompt_token_count)
+        + _n(last.candidates_token_count)
+        + _n(last.thoughts_token_count)
     )
 
 
@@ -153,7 +173,7 @@ async def test_no_thought_parts_without_include_thoughts(client: genai.Client) -
 async def test_max_output_tokens_ends_with_max_tokens(client: genai.Client) -> None:
     chunks = await _stream(client, config=types.GenerateContentConfig(max_output_tokens=5))
     assert _finishes(chunks)[-1] == "MAX_TOKENS"
-    assert chunks[-1].usage_metadata.candidates_token_count == 5
+    assert _usage(chunks[-1]).candidates_token_count == 5
     full = _text(await _stream(client))
     assert full.startswith(_text(chunks))
     assert full != _text(chunks)
@@ -181,10 +201,10 @@ async def test_continues_after_an_assistant_prefill(client: genai.Client) -> Non
 
 
 async def test_system_instruction_counts_as_prompt(client: genai.Client) -> None:
-    plain = (await _stream(client))[-1].usage_metadata
+    plain = _usage((await _stream(client))[-1])
     config = types.GenerateContentConfig(system_instruction="Be terse and precise")
-    with_system = (await _stream(client, config=config))[-1].usage_metadata
-    assert with_system.prompt_token_count > plain.prompt_token_count
+    with_system = _usage((await _stream(client, config=config))[-1])
+    assert _n(with_system.prompt_token_count) > _n(plain.prompt_token_count)
 
 
 async def test_generate_content_returns_the_whole_reply(client: genai.Client) -> None:
@@ -193,7 +213,7 @@ async def test_generate_content_returns_the_whole_reply(client: genai.Client) ->
         model=MODEL, contents="Hello", config=_knobs(_reply_knob(REPLY))
     )
     assert response.text == REPLY
-    assert response.candidates[0].finish_reason == types.FinishReason.STOP
+    assert _candidate(response).finish_reason == types.FinishReason.STOP
     assert response.usage_metadata == streamed[-1].usage_metadata
 
 
@@ -413,9 +433,12 @@ def _shape(chunks: list[types.GenerateContentResponse]) -> list[tuple[Any, ...]]
     """What must agree between a capture and the emulator: per chunk, the parsed structure."""
     out = []
     for chunk in chunks:
-        (candidate,) = chunk.candidates
-        parts = candidate.content.parts or []
-        usage = chunk.usage_metadata
+        candidate = _candidate(chunk)
+        assert chunk.candidates is not None
+        assert len(chunk.candidates) == 1
+        assert candidate.content is not None
+        parts = _parts(chunk)
+        usage = _usage(chunk)
         out.append(
             (
                 candidate.content.role,
@@ -457,12 +480,11 @@ async def test_emulator_matches_the_real_text_capture(
 
     assert _collapse(shape(ours)) == _collapse(shape(real))
     assert len({c.response_id for c in ours}) == len({c.response_id for c in real}) == 1
-    last_real, last_ours = real[-1].usage_metadata, ours[-1].usage_metadata
-    for usage in (last_real, last_ours):
+    for usage in (_usage(real[-1]), _usage(ours[-1])):
         assert usage.total_token_count == (
-            usage.prompt_token_count
-            + usage.candidates_token_count
-            + (usage.thoughts_token_count or 0)
+            _n(usage.prompt_token_count)
+            + _n(usage.candidates_token_count)
+            + _n(usage.thoughts_token_count)
         )
 
 
@@ -480,5 +502,5 @@ async def test_emulator_matches_the_real_thinking_capture(
     assert _collapse(_shape(ours)) == _collapse(_shape(real))
     # The first answer part carries the thought signature, in both.
     for chunks in (real, ours):
-        first = next(c for c in chunks if not c.candidates[0].content.parts[0].thought)
-        assert first.candidates[0].content.parts[0].thought_signature
+        first = next(c for c in chunks if not _parts(c)[0].thought)
+        assert _parts(first)[0].thought_signature
