@@ -11,7 +11,8 @@ from reactivex import Observable
 from reactivex.testing import TestScheduler
 from reactivex.testing.coldobservable import ColdObservable
 
-from rxllm import StreamRequest, errors
+from rxllm import errors
+from rxllm.emulator import Emulator
 from rxllm.errors import (
     AuthenticationError,
     InvalidRequestError,
@@ -21,7 +22,10 @@ from rxllm.errors import (
 )
 from rxllm.events import DoneEvent, StreamEvent, Usage
 from rxllm.operators import Backoff, retry_on_interrupt
+from rxllm.provider import Provider
+from rxllm.request import StreamRequest
 
+from .emulated import model, provider, run, text_of
 from .stream_marbles import (
     PROMPT,
     MarbleStream,
@@ -34,6 +38,9 @@ from .stream_marbles import (
     tok,
 )
 
+__all__ = ["provider"]  # the fixture, parametrized over the four providers
+
+PROMPT_E2E = "Tell me about streams"
 NO_JITTER = Backoff(initial=10, maximum=100, multiplier=2, jitter=0)
 
 
@@ -355,3 +362,63 @@ def test_backoff_is_exponential_capped_jittered_and_never_below_retry_after() ->
     assert all(2 <= w <= 4 for w in waits)
     assert len(set(waits)) > 100
     assert all(jittered.delay(1, retry_after=3.5, rng=rng) >= 3.5 for _ in range(50))
+
+
+# -- end to end, on each provider against the emulator ------------------------------------
+
+FAST = Backoff(initial=0.05, maximum=0.05, jitter=0)
+
+
+@pytest.mark.parametrize("fault", ["drop", "truncate"])
+async def test_a_stream_cut_mid_reply_resumes_to_exactly_the_uninterrupted_text(
+    provider: Provider[Any], emulator: Emulator, fault: str
+) -> None:
+    name = provider.name
+    reference, error = await run(provider.stream(PROMPT_E2E, model=model(name)))
+    assert error is None
+    emulator.reset()
+
+    cut = provider.stream(PROMPT_E2E, model=model(name, fault=fault, after=4, times=1))
+    events, error = await run(cut.pipe(retry_on_interrupt(3, backoff=FAST)))
+
+    assert error is None
+    assert text_of(events) == text_of(reference)
+    assert len(text_of(reference)) > 40  # a real reply, cut well before its end
+    first, second = emulator.requests
+    assert first.fault == fault
+    assert second.fault is None
+    final = events[-1]
+    assert isinstance(final, DoneEvent)
+    assert [e for e in events if isinstance(e, DoneEvent)] == [final]
+    assert final.provider == name
+    assert final.details["attempts"] == 2
+    assert final.details["usage_estimated"] is True
+    # the second attempt's real usage, plus at least the 4 events of the cut one
+    reference_done = reference[-1]
+    assert isinstance(reference_done, DoneEvent)
+    assert final.usage.completion_tokens >= reference_done.usage.completion_tokens
+
+
+async def test_a_429_is_retried_no_sooner_than_its_retry_after(
+    provider: Provider[Any], emulator: Emulator
+) -> None:
+    limited = provider.stream(
+        PROMPT_E2E, model=model(provider.name, fault="rate_limited", retry_after=1, times=1)
+    )
+    events, error = await run(limited.pipe(retry_on_interrupt(3, backoff=FAST)))
+    assert error is None
+    assert isinstance(events[-1], DoneEvent)
+    first, second = emulator.requests
+    assert first.fault == "rate_limited"
+    assert second.fault is None
+    assert second.started - first.started >= 1.0
+
+
+async def test_an_authentication_error_is_not_retried(
+    provider: Provider[Any], emulator: Emulator
+) -> None:
+    refused = provider.stream(PROMPT_E2E, model=model(provider.name, fault="invalid_key"))
+    events, error = await run(refused.pipe(retry_on_interrupt(3, backoff=FAST)))
+    assert isinstance(error, AuthenticationError)
+    assert events == []
+    assert len(emulator.requests) == 1
