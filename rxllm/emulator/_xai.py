@@ -40,7 +40,7 @@ import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import grpc
@@ -362,6 +362,7 @@ class _ChatService(chat_pb2_grpc.ChatServicer):  # type: ignore[misc]
             want_reasoning=_wants_reasoning(request),
             behaviour=record.behaviour,
         )
+        plan = _stopped(plan, request.stop)
         if rejection is None:
             rejection = _fault_rejection(record.behaviour, record.model, plan.prompt_tokens)
         if rejection is not None:
@@ -451,6 +452,24 @@ class _ChatService(chat_pb2_grpc.ChatServicer):  # type: ignore[misc]
         record.events_sent += 1
         self._state.finish(record, disconnected=False)
         return response
+
+
+def _stopped(plan: Plan, stops: Sequence[str]) -> Plan:
+    """The reply cut before the first stop sequence (which is not sent), finish ``stop``."""
+    text = "".join(plan.text)
+    found = [i for i in (text.find(stop) for stop in stops if stop) if i >= 0]
+    if not found:
+        return plan
+    cut, used = min(found), 0
+    pieces: list[str] = []
+    for piece in plan.text:
+        if used + len(piece) > cut:
+            if cut > used:
+                pieces.append(piece[: cut - used])
+            break
+        pieces.append(piece)
+        used += len(piece)
+    return replace(plan, text=tuple(pieces), finish="stop")
 
 
 def _wants_reasoning(request: Any) -> bool:

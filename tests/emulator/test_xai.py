@@ -182,6 +182,16 @@ async def test_max_tokens_cuts_the_reply_with_reason_max_len(client: AsyncClient
     assert response.usage.completion_tokens == 5
 
 
+async def test_a_stop_sequence_ends_the_reply_before_it(client: AsyncClient) -> None:
+    chat = client.chat.create(
+        model=scripted("grok-4", CAPTURE_TEXT), messages=[user("Hi")], stop=["ürich", "café"]
+    )
+    response, _ = await stream_all(chat)
+    assert response.content == "Grüße aus Z"
+    assert response.finish_reason == "REASON_STOP"
+    assert response.usage.completion_tokens == len(tokenize("Grüße aus Z"))
+
+
 async def test_an_assistant_prefill_is_continued_without_repeating_it(
     client: AsyncClient,
 ) -> None:

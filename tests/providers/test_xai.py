@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from reactivex import Observable
+from reactivex import operators as ops
 
 from rxllm import errors
 from rxllm.emulator import Emulator
@@ -166,6 +167,19 @@ async def test_max_tokens_is_length(provider: GrokProvider) -> None:
     assert done.finish_reason is FinishReason.LENGTH
     assert done.details["finish_reason"] == "REASON_MAX_LEN"
     assert done.usage.completion_tokens == 5
+
+
+async def test_stop_sequences_end_the_text(provider: GrokProvider) -> None:
+    events, _ = await run(provider, "Hi", model=knobs(reply=MULTIBYTE), stop=("日本語",))
+    assert text_of(events) == "Grüße aus Zürich — "
+    assert done_of(events).finish_reason is FinishReason.STOP
+
+
+def test_blocking_use_with_the_emulator_on_a_thread(emulator_thread: Emulator) -> None:
+    provider = GrokProvider(api_key=EMULATOR_KEY, base_url=emulator_thread.xai_address)
+    events = provider.stream("Hi", model=knobs(reply=MULTIBYTE)).pipe(ops.to_list()).run()
+    assert text_of(events) == MULTIBYTE
+    assert isinstance(events[-1], DoneEvent)
 
 
 async def test_continued_yields_exactly_the_rest_of_the_text(provider: GrokProvider) -> None:
