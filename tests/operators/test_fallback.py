@@ -7,11 +7,16 @@ from typing import Any
 import pytest
 from reactivex.testing import TestScheduler
 
+from rxllm.emulator import Emulator
 from rxllm.errors import AuthenticationError, InterruptedError, RateLimitedError  # noqa: A004
 from rxllm.events import DoneEvent, FinishReason, StreamEvent, Usage
 from rxllm.operators import fallback
+from rxllm.provider import Provider
 
+from .emulated import NAMES, build, model, provider, run, text_of
 from .stream_marbles import done, on_completed, on_error, on_next, subscribe, think, tok
+
+__all__ = ["provider"]  # the fixture, parametrized over the four providers
 
 
 def answered(event: StreamEvent, winner: int, **details: Any) -> StreamEvent:
@@ -122,3 +127,37 @@ def test_disposing_disposes_the_running_stream_and_starts_no_other() -> None:
 def test_fallback_needs_a_stream() -> None:
     with pytest.raises(ValueError, match="at least one stream"):
         fallback()
+
+
+# -- end to end, on each provider against the emulator ------------------------------------
+
+
+async def test_a_provider_failing_before_its_first_token_falls_back_to_another(
+    provider: Provider[Any], emulator: Emulator
+) -> None:
+    other_name = NAMES[(NAMES.index(provider.name) + 1) % len(NAMES)]
+    other = build(other_name, emulator)
+    try:
+        failing = provider.stream("Fall back", model=model(provider.name, fault="overloaded"))
+        answering = other.stream("Fall back", model=model(other_name))
+        events, error = await run(fallback(failing, answering))
+    finally:
+        await other.aclose()
+    assert error is None
+    assert text_of(events)
+    final = events[-1]
+    assert isinstance(final, DoneEvent)
+    assert final.provider == other_name
+    assert final.details["winner"] == 1
+    assert [r.fault for r in emulator.requests] == ["overloaded", None]
+
+
+async def test_a_failure_after_the_first_token_propagates_without_falling_back(
+    provider: Provider[Any], emulator: Emulator
+) -> None:
+    cut = provider.stream("Fall back", model=model(provider.name, fault="drop", after=2))
+    spare = provider.stream("Fall back", model=model(provider.name))
+    events, error = await run(fallback(cut, spare))
+    assert isinstance(error, InterruptedError)
+    assert text_of(events)
+    assert len(emulator.requests) == 1

@@ -8,10 +8,13 @@ from typing import Any
 import pytest
 from reactivex.testing import TestScheduler
 
+from rxllm.emulator import Emulator
 from rxllm.errors import AuthenticationError, RateLimitedError
 from rxllm.events import DoneEvent, StreamEvent, Usage
 from rxllm.operators import hedge
+from rxllm.provider import Provider
 
+from .emulated import model, provider, run, text_of
 from .stream_marbles import (
     done,
     on_completed,
@@ -21,6 +24,8 @@ from .stream_marbles import (
     think,
     tok,
 )
+
+__all__ = ["provider"]  # the fixture, parametrized over the four providers
 
 
 def decided(event: StreamEvent, winner: int, **details: Any) -> StreamEvent:
@@ -147,3 +152,35 @@ def test_bad_after_is_refused_when_built(after: Any) -> None:
     stream = scheduler.create_cold_observable(on_completed(1))
     with pytest.raises(ValueError, match="after"):
         hedge(stream, stream, after=after)
+
+
+# -- end to end, on each provider against the emulator ------------------------------------
+
+
+async def test_a_slow_primary_is_hedged_and_disconnected_when_the_backup_answers(
+    provider: Provider[Any], emulator: Emulator
+) -> None:
+    primary = provider.stream("Hedge me", model=model(provider.name, ttft=10))
+    backup = provider.stream("Hedge me", model=model(provider.name, ttft=0.2))
+    events, error = await run(hedge(primary, backup, after=0.3))
+    assert error is None
+    assert text_of(events)
+    final = events[-1]
+    assert isinstance(final, DoneEvent)
+    assert final.details["winner"] == 1
+    disconnects = await emulator.wait_for_disconnects_async(1)
+    assert [r.behaviour.ttft for r in disconnects] == [10]
+    assert len(emulator.requests) == 2
+
+
+async def test_a_prompt_primary_never_sends_the_backup_request(
+    provider: Provider[Any], emulator: Emulator
+) -> None:
+    primary = provider.stream("Hedge me", model=model(provider.name))
+    backup = provider.stream("Hedge me", model=model(provider.name, ttft=0.1))
+    events, error = await run(hedge(primary, backup, after=5))
+    assert error is None
+    final = events[-1]
+    assert isinstance(final, DoneEvent)
+    assert final.details["winner"] == 0
+    assert [r.behaviour.ttft for r in emulator.requests] == [0]

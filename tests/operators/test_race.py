@@ -7,10 +7,13 @@ from typing import Any
 import pytest
 from reactivex.testing import TestScheduler
 
+from rxllm.emulator import Emulator
 from rxllm.errors import OverloadedError, RateLimitedError
 from rxllm.events import DoneEvent, StreamEvent, Usage
 from rxllm.operators import race
+from rxllm.provider import Provider
 
+from .emulated import model, provider, run, text_of
 from .stream_marbles import (
     PROMPT,
     done,
@@ -22,6 +25,8 @@ from .stream_marbles import (
     think,
     tok,
 )
+
+__all__ = ["provider"]  # the fixture, parametrized over the four providers
 
 
 def decided(event: StreamEvent, winner: int, **details: Any) -> StreamEvent:
@@ -157,3 +162,24 @@ def test_a_single_stream_passes_through_unchanged() -> None:
 def test_an_empty_race_is_refused_when_built() -> None:
     with pytest.raises(ValueError, match="at least one stream"):
         race()
+
+
+# -- end to end, on each provider against the emulator ------------------------------------
+
+
+async def test_the_first_to_answer_wins_and_the_loser_is_disconnected(
+    provider: Provider[Any], emulator: Emulator
+) -> None:
+    # the winner waits a little so that the loser's request surely reached the server
+    slow = provider.stream("Race me", model=model(provider.name, ttft=10))
+    fast = provider.stream("Race me", model=model(provider.name, ttft=0.3))
+    events, error = await run(race(slow, fast))
+    assert error is None
+    assert text_of(events)
+    final = events[-1]
+    assert isinstance(final, DoneEvent)
+    assert final.details["winner"] == 1
+    assert final.provider == provider.name
+    disconnects = await emulator.wait_for_disconnects_async(1)
+    assert [r.behaviour.ttft for r in disconnects] == [10]
+    assert len(emulator.requests) == 2
