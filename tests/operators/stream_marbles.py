@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Any
 
 from reactivex import Observable, abc
-from reactivex.testing import ReactiveTest
+from reactivex.scheduler.scheduler import Scheduler
+from reactivex.testing import ReactiveTest, TestScheduler
 
 from rxllm import DoneEvent, FinishReason, LLMStream, Provider, StreamRequest, TokenEvent, Usage
 from rxllm.events import ReasoningEvent, StreamEvent
@@ -93,3 +95,33 @@ PROMPT = "x" * 40
 
 def marble_stream(events: Observable[StreamEvent], model: str = "marble-1") -> MarbleStream:
     return MarbleStream(events, StreamRequest(model=model, prompt=PROMPT))
+
+
+class BusyConsumer(Scheduler):
+    """A consumer's scheduler that gets round to each action ``delay`` ticks after it was
+    scheduled, on a TestScheduler's virtual clock: a UI loop that is busy redrawing."""
+
+    def __init__(self, clock: TestScheduler, delay: float) -> None:
+        self.clock = clock
+        self.delay = delay
+        self.deliveries = 0
+
+    @property
+    def now(self) -> datetime:
+        return self.clock.now
+
+    def schedule(self, action: abc.ScheduledAction[Any], state: Any = None) -> abc.DisposableBase:
+        self.deliveries += 1
+        return self.clock.schedule_relative(self.delay, action, state)
+
+    def schedule_relative(
+        self, duetime: Any, action: abc.ScheduledAction[Any], state: Any = None
+    ) -> abc.DisposableBase:
+        return self.clock.schedule_relative(
+            self.clock.to_seconds(duetime) + self.delay, action, state
+        )
+
+    def schedule_absolute(
+        self, duetime: Any, action: abc.ScheduledAction[Any], state: Any = None
+    ) -> abc.DisposableBase:
+        return self.clock.schedule_absolute(duetime, action, state)
