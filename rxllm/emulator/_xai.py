@@ -39,7 +39,7 @@ import asyncio
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -261,6 +261,7 @@ class _Encoder:
         self.created = created
         self.model = plan.model
         self.prompt_tokens = plan.prompt_tokens
+        self.completion = self.reasoning = 0  # running counts of the chunks encoded so far
         self._head = chat_pb2.GetChatCompletionChunk(id=self.id).SerializeToString()
         self._middle = chat_pb2.GetChatCompletionChunk(
             created=created, model=plan.model, system_fingerprint=_FINGERPRINT
@@ -275,44 +276,31 @@ class _Encoder:
             prompt_text_tokens=self.prompt_tokens,
         )
 
-    def chunk(self, delta: Any, completion: int, reasoning: int, finish: int = 0) -> bytes:
+    def chunk(self, delta: Any, finish: int = 0) -> bytes:
+        """A chunk with ``delta`` and the running usage so far."""
         output = chat_pb2.GetChatCompletionChunk(
             outputs=[chat_pb2.CompletionOutputChunk(delta=delta, finish_reason=finish)]
         ).SerializeToString()
         usage = chat_pb2.GetChatCompletionChunk(
-            usage=self.usage(completion, reasoning)
+            usage=self.usage(self.completion, self.reasoning)
         ).SerializeToString()
         data: bytes = self._head + output + self._middle + usage
         return data
 
 
-@dataclass(frozen=True, slots=True)
-class _Step:
-    """One delta chunk: its bytes and how many tokens it carries."""
-
-    data: bytes
-    tokens: int
-
-
-def _steps(plan: Plan, encoder: _Encoder) -> tuple[list[_Step], bytes]:
-    """The delta chunks (reasoning first, then content) and the final chunk."""
+def _deltas(plan: Plan, encoder: _Encoder) -> Iterator[tuple[bytes, int]]:
+    """The delta chunks, encoded as they are needed (reasoning first, then content), each
+    with the number of tokens it carries; the encoder's running counts follow them."""
     size = plan.behaviour.chunk
-    steps: list[_Step] = []
-    reasoning = completion = 0
     for start in range(0, len(plan.reasoning), size):
         pieces = plan.reasoning[start : start + size]
-        reasoning += len(pieces)
+        encoder.reasoning += len(pieces)
         delta = chat_pb2.Delta(reasoning_content="".join(pieces), role=_ASSISTANT)
-        steps.append(_Step(encoder.chunk(delta, completion, reasoning), len(pieces)))
+        yield encoder.chunk(delta), len(pieces)
     for start in range(0, len(plan.text), size):
         pieces = plan.text[start : start + size]
-        completion += len(pieces)
-        delta = chat_pb2.Delta(content="".join(pieces), role=_ASSISTANT)
-        steps.append(_Step(encoder.chunk(delta, completion, reasoning), len(pieces)))
-    final = encoder.chunk(
-        chat_pb2.Delta(role=_ASSISTANT), completion, reasoning, _FINISH[plan.finish]
-    )
-    return steps, final
+        encoder.completion += len(pieces)
+        yield encoder.chunk(chat_pb2.Delta(content="".join(pieces), role=_ASSISTANT)), len(pieces)
 
 
 # -- the services -----------------------------------------------------------------------
@@ -376,18 +364,18 @@ class _ChatService(chat_pb2_grpc.ChatServicer):  # type: ignore[misc]
         record, plan = await self._admit(request, context, stream=True)
         behaviour = record.behaviour
         fault = behaviour.mid_stream_fault
-        steps, final = _steps(plan, _Encoder(plan))
+        encoder = _Encoder(plan)
         pacer = Pacer(behaviour)
         finished = False
         try:
-            for sent, step in enumerate(steps):
+            for sent, (data, tokens) in enumerate(_deltas(plan, encoder)):
                 if fault is not None and sent >= behaviour.after:
                     break
-                await pacer.before_content(step.tokens)
-                yield step.data
+                await pacer.before_content(tokens)
+                yield data
                 record.events_sent += 1
             if fault is None:
-                yield final
+                yield encoder.chunk(chat_pb2.Delta(role=_ASSISTANT), _FINISH[plan.finish])
                 record.events_sent += 1
             elif fault == "stall":
                 await asyncio.Event().wait()  # until the client cancels
