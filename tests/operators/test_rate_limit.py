@@ -12,12 +12,17 @@ from reactivex.testing import TestScheduler
 from reactivex.testing.coldobservable import ColdObservable
 from reactivex.testing.mockobserver import MockObserver
 
-from rxllm import StreamRequest
+from rxllm.emulator import Emulator
 from rxllm.errors import RateLimitedError
-from rxllm.events import StreamEvent
+from rxllm.events import DoneEvent, StreamEvent
 from rxllm.operators import RateLimiter, rate_limit
+from rxllm.provider import Provider
+from rxllm.request import StreamRequest
 
+from .emulated import model, provider, run
 from .stream_marbles import PROMPT, MarbleStream, done, on_completed, on_error, on_next, subscribe
+
+__all__ = ["provider"]  # the fixture, parametrized over the four providers
 
 
 def reply(scheduler: TestScheduler, length: int = 10) -> ColdObservable[StreamEvent]:
@@ -180,3 +185,26 @@ def test_bad_limits_are_refused_when_built(args: dict[str, Any], message: str) -
 def test_rate_limit_needs_a_limiter() -> None:
     with pytest.raises(ValueError, match="RateLimiter"):
         rate_limit(50)  # type: ignore[arg-type]
+
+
+# -- end to end, on each provider against the emulator ------------------------------------
+
+
+async def test_a_429_from_the_provider_pauses_the_next_stream_on_the_limiter(
+    provider: Provider[Any], emulator: Emulator
+) -> None:
+    limiter = RateLimiter(requests_per_minute=600)
+    refused = provider.stream(
+        "Limit me", model=model(provider.name, fault="rate_limited", retry_after=1)
+    )
+    _, error = await run(refused.pipe(rate_limit(limiter)))
+    assert isinstance(error, RateLimitedError)
+    assert error.retry_after == pytest.approx(1.0)
+
+    events, error = await run(
+        provider.stream("Limit me", model=model(provider.name)).pipe(rate_limit(limiter))
+    )
+    assert error is None
+    assert isinstance(events[-1], DoneEvent)
+    first, second = emulator.requests
+    assert second.started - first.started >= 1.0
