@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import pytest
-from reactivex.subject import BehaviorSubject
+from reactivex import operators as ops
+from reactivex.subject import BehaviorSubject, Subject
 from reactivex.testing import TestScheduler
 
-from rxllm import FinishReason
+from rxllm import DoneEvent, FinishReason, Provider, StreamEvent, TokenEvent
+from rxllm.emulator import Emulator
 from rxllm.operators import cancel_when
 
+from .emulated import model, provider, run
 from .stream_marbles import (
     done,
     estimated,
@@ -19,6 +25,8 @@ from .stream_marbles import (
     subscribe,
     tok,
 )
+
+__all__ = ["provider"]  # the fixture, parametrized over the four providers
 
 CANCELLED = FinishReason.CANCELLED
 
@@ -155,3 +163,41 @@ def test_bad_triggers_are_refused_when_the_operator_is_built() -> None:
         cancel_when()
     with pytest.raises(ValueError, match="must be observables"):
         cancel_when(5)  # type: ignore[arg-type]
+
+
+# -- end to end, on each provider against the emulator ------------------------------------
+
+
+async def test_a_stop_button_closes_the_connection(
+    provider: Provider[Any], emulator: Emulator
+) -> None:
+    stream = provider.stream("Tell me a story", model=model(provider.name, tps=20, words=200))
+    stop: Subject[None] = Subject()
+    loop = asyncio.get_running_loop()
+    seen = 0
+
+    def press_stop_after_two_tokens(event: StreamEvent) -> None:
+        # A button press arrives later on the loop, not inside the consumer's callback.
+        nonlocal seen
+        if isinstance(event, TokenEvent):
+            seen += 1
+            if seen == 2:
+                loop.call_soon(stop.on_next, None)
+
+    events, error = await run(
+        stream.pipe(cancel_when(stop), ops.do_action(press_stop_after_two_tokens))
+    )
+    assert error is None
+    tokens = [e for e in events if isinstance(e, TokenEvent)]
+    assert len(tokens) >= 2
+    final = events[-1]
+    assert isinstance(final, DoneEvent)
+    assert [e for e in events if isinstance(e, DoneEvent)] == [final]
+    assert final.finish_reason == FinishReason.CANCELLED
+    assert (final.provider, final.model) == (provider.name, stream.request.model)
+    assert final.usage.completion_tokens == len(tokens)
+    assert final.usage.prompt_tokens > 0
+    assert not stop.observers  # the trigger's subscription was disposed
+    [request] = await emulator.wait_for_disconnects_async(1)
+    assert not request.completed
+    assert len(emulator.requests) == 1

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import reactivex
 from reactivex.testing import TestScheduler
 
-from rxllm import FinishReason, StreamEvent
+from rxllm import DoneEvent, FinishReason, Provider, StreamEvent, TokenEvent
+from rxllm.emulator import Emulator
 from rxllm.operators import take_tokens
 
+from .emulated import model, provider, run
 from .stream_marbles import (
     done,
     estimated,
@@ -22,6 +25,8 @@ from .stream_marbles import (
     think,
     tok,
 )
+
+__all__ = ["provider"]  # the fixture, parametrized over the four providers
 
 LIMIT = FinishReason.TOKEN_LIMIT
 
@@ -127,3 +132,28 @@ def test_a_synchronous_source_is_stopped_inside_subscribe() -> None:
 def test_bad_n_is_refused_when_the_operator_is_built(n: object) -> None:
     with pytest.raises(ValueError, match=r"take_tokens\(n\)"):
         take_tokens(n)  # type: ignore[arg-type]
+
+
+# -- end to end, on each provider against the emulator ------------------------------------
+
+
+async def test_the_server_sees_the_client_leave_after_n_tokens(
+    provider: Provider[Any], emulator: Emulator
+) -> None:
+    # Slow enough (20 tokens/s over 200 words) that the reply is far from over at 3 tokens.
+    stream = provider.stream("Tell me a story", model=model(provider.name, tps=20, words=200))
+    events, error = await run(stream.pipe(take_tokens(3)))
+    assert error is None
+    assert len([e for e in events if isinstance(e, TokenEvent)]) == 3
+    final = events[-1]
+    assert isinstance(final, DoneEvent)
+    assert [e for e in events if isinstance(e, DoneEvent)] == [final]
+    assert final.finish_reason == FinishReason.TOKEN_LIMIT
+    assert (final.provider, final.model) == (provider.name, stream.request.model)
+    assert final.usage.completion_tokens >= 3
+    assert final.usage.prompt_tokens > 0
+    assert final.details["usage_estimated"] is True
+    [request] = await emulator.wait_for_disconnects_async(1)
+    assert request.disconnected
+    assert not request.completed
+    assert len(emulator.requests) == 1

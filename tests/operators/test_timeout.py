@@ -7,16 +7,18 @@ import threading
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from types import FunctionType
-from typing import cast
+from typing import Any, cast
 
 import pytest
 import reactivex
 from reactivex.notification import OnError
 from reactivex.testing import TestScheduler
 
-from rxllm import FinishReason, StreamEvent, errors, from_async_iterable
+from rxllm import DoneEvent, FinishReason, Provider, StreamEvent, errors, from_async_iterable
+from rxllm.emulator import Emulator
 from rxllm.operators import timeout
 
+from .emulated import model, provider, run, text_of
 from .stream_marbles import (
     done,
     estimated,
@@ -28,6 +30,8 @@ from .stream_marbles import (
     think,
     tok,
 )
+
+__all__ = ["provider"]  # the fixture, parametrized over the four providers
 
 TIMEOUT = FinishReason.TIMEOUT
 
@@ -250,3 +254,43 @@ def test_without_a_loop_the_timers_run_on_rxllms_loop() -> None:
     assert failed.wait(10)
     assert isinstance(seen[0], errors.TimeoutError)
     assert seen[0].phase == "first_token"
+
+
+# -- end to end, on each provider against the emulator ------------------------------------
+
+
+async def test_a_stalled_stream_times_out_idle_and_frees_the_connection(
+    provider: Provider[Any], emulator: Emulator
+) -> None:
+    stream = provider.stream("Tell me a story", model=model(provider.name, fault="stall", after=2))
+    events, error = await run(stream.pipe(timeout(idle=0.5)))
+    assert isinstance(error, errors.TimeoutError)
+    assert error.phase == "idle"
+    assert (error.provider, error.model) == (provider.name, stream.request.model)
+    assert text_of(events)  # what came before the stall was delivered
+    final = events[-1]
+    assert isinstance(final, DoneEvent)
+    assert [e for e in events if isinstance(e, DoneEvent)] == [final]
+    assert final.finish_reason == FinishReason.TIMEOUT
+    assert final.usage.completion_tokens >= 1
+    assert final.details["timeout_phase"] == "idle"
+    [request] = await emulator.wait_for_disconnects_async(1)
+    assert request.fault == "stall"
+    assert not request.completed
+
+
+async def test_a_slow_first_token_times_out_and_frees_the_connection(
+    provider: Provider[Any], emulator: Emulator
+) -> None:
+    stream = provider.stream("Hello", model=model(provider.name, ttft=5))
+    events, error = await run(stream.pipe(timeout(first_token=0.3)))
+    assert isinstance(error, errors.TimeoutError)
+    assert error.phase == "first_token"
+    assert not error.retryable
+    assert text_of(events) == ""
+    final = events[-1]
+    assert isinstance(final, DoneEvent)
+    assert final.finish_reason == FinishReason.TIMEOUT
+    assert final.usage.completion_tokens == 0
+    [request] = await emulator.wait_for_disconnects_async(1)
+    assert not request.completed
