@@ -12,10 +12,14 @@ from reactivex import abc
 from reactivex.disposable import Disposable
 from reactivex.testing import TestScheduler
 
-from rxllm import StreamEvent, TokenEvent
+from rxllm import DoneEvent, Provider, StreamEvent, TokenEvent
+from rxllm.emulator import Emulator
 from rxllm.operators import batch_tokens
 
+from .emulated import model, provider, run, text_of
 from .stream_marbles import done, on_completed, on_error, on_next, subscribe, think, tok
+
+__all__ = ["provider"]  # the fixture, parametrized over the four providers
 
 
 def test_by_count() -> None:
@@ -209,3 +213,25 @@ def test_text_is_exact_when_the_timer_and_the_source_run_on_different_threads() 
 def test_bad_limits_are_refused_when_the_operator_is_built(limits: dict[str, object]) -> None:
     with pytest.raises(ValueError, match=r"batch_tokens\("):
         batch_tokens(**limits)  # type: ignore[arg-type]
+
+
+# -- end to end, on each provider against the emulator ------------------------------------
+
+
+async def test_a_real_reply_batched_by_time_keeps_its_exact_text(
+    provider: Provider[Any], emulator: Emulator
+) -> None:
+    reference, error = await run(provider.stream("Hello", model=model(provider.name, tps=200)))
+    assert error is None
+    batched, error = await run(
+        provider.stream("Hello", model=model(provider.name, tps=200)).pipe(
+            batch_tokens(max_interval=0.1)
+        )
+    )
+    assert error is None
+    assert text_of(batched) == text_of(reference)
+    assert len(batched) < len(reference)  # 200 tokens/s in batches of up to 100 ms: fewer events
+    final, reference_final = batched[-1], reference[-1]
+    assert isinstance(final, DoneEvent)
+    assert isinstance(reference_final, DoneEvent)
+    assert final.usage == reference_final.usage
