@@ -208,12 +208,13 @@ class _Retrying:
         meter = UsageMeter(source)
         matched = 0
         drop_reasoning = self.delivered_any
-        done = False
+        done = False  # this attempt was given up: it diverged from the delivered text
+        finished = False  # this attempt's ``done`` was delivered
         subscription = SingleAssignmentDisposable()
         self.current.disposable = subscription
 
         def on_next(event: StreamEvent) -> None:
-            nonlocal matched, done
+            nonlocal matched, done, finished
             if done:
                 return
             meter.observe(event)
@@ -242,6 +243,7 @@ class _Retrying:
                     self._diverged()
                     done = True
                     return
+                finished = True
                 self.observer.on_next(self._final(event, meter))
             else:
                 self.observer.on_next(event)
@@ -249,11 +251,18 @@ class _Retrying:
         def on_error(error: Exception) -> None:
             if done:
                 return
+            if finished:  # the reply is complete: nothing left to retry
+                self.observer.on_error(error)
+                return
             self._failed(error, meter)
 
         def on_completed() -> None:
-            if not done:
-                self.observer.on_completed()
+            if done:
+                return
+            if matched < len(prefix):
+                self._diverged()
+                return
+            self.observer.on_completed()
 
         subscription.disposable = source.subscribe(
             on_next, on_error, on_completed, scheduler=self.scheduler

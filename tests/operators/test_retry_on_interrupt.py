@@ -291,6 +291,36 @@ def test_a_plain_source_that_ends_short_of_the_delivered_text_raises_the_origina
     assert second.subscriptions == [subscribe(230, 250)]
 
 
+def test_a_plain_source_that_completes_short_of_the_delivered_text_raises_the_original_error() -> (
+    None
+):
+    scheduler = TestScheduler()
+    cut = errors.InterruptedError("cut")
+    first = scheduler.create_cold_observable(on_next(10, tok("Hello")), on_error(20, cut))
+    second = scheduler.create_cold_observable(on_next(10, tok("Hel")), on_completed(20))
+    results = scheduler.start(
+        lambda: attempts(first, second).pipe(retry_on_interrupt(2, backoff=NO_JITTER))
+    )
+    assert results.messages == [on_next(210, tok("Hello")), on_error(250, cut)]
+    assert second.subscriptions == [subscribe(230, 250)]
+
+
+def test_an_error_after_the_done_is_not_retried() -> None:
+    scheduler = TestScheduler()
+    late = errors.InterruptedError("closed uncleanly after the end")
+    first = scheduler.create_cold_observable(
+        on_next(10, tok("a")), on_next(20, done()), on_error(30, late)
+    )
+    second = scheduler.create_cold_observable(on_next(1, done()), on_completed(1))
+    results = scheduler.start(lambda: attempts(first, second).pipe(retry_on_interrupt(3)))
+    assert results.messages == [
+        on_next(210, tok("a")),
+        on_next(220, done()),
+        on_error(230, late),
+    ]
+    assert second.subscriptions == []
+
+
 def test_disposing_while_waiting_cancels_the_retry() -> None:
     scheduler = TestScheduler()
     first = scheduler.create_cold_observable(on_error(10, RateLimitedError("429", retry_after=500)))
