@@ -291,9 +291,7 @@ def test_a_plain_source_that_ends_short_of_the_delivered_text_raises_the_origina
     assert second.subscriptions == [subscribe(230, 250)]
 
 
-def test_a_plain_source_that_completes_short_of_the_delivered_text_raises_the_original_error() -> (
-    None
-):
+def test_a_plain_source_completing_short_of_the_text_raises_the_original_error() -> None:
     scheduler = TestScheduler()
     cut = errors.InterruptedError("cut")
     first = scheduler.create_cold_observable(on_next(10, tok("Hello")), on_error(20, cut))
