@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import urllib.parse
 from dataclasses import dataclass, fields, replace
-from typing import Literal, TypeAlias, get_args
+from typing import Any, Literal, TypeAlias, get_args
 
 __all__ = ["FAULTS", "Behaviour", "Fault", "parse_knobs", "split_model"]
 
@@ -91,10 +91,10 @@ class Behaviour:
         return replace(self, **parse_knobs(knobs)) if knobs else self
 
 
-def parse_knobs(text: str) -> dict[str, object]:
+def parse_knobs(text: str) -> dict[str, Any]:
     """Parse ``key=value,key=value``; raises ``ValueError`` naming a bad key or value."""
     known = {f.name: f for f in fields(Behaviour)}
-    out: dict[str, object] = {}
+    out: dict[str, Any] = {}
     for pair in filter(None, (p.strip() for p in text.split(","))):
         key, sep, raw = pair.partition("=")
         key = key.strip()

@@ -1,0 +1,226 @@
+"""Fan one request out to several models and watch them side by side.
+
+``compare(prompt, models=[...])`` returns a :class:`Comparison`: an
+``Observable[LaneEvent]`` (cold: every subscription starts every lane) in which
+each event is tagged with its lane and a snapshot of that lane's live metrics.
+A lane that fails delivers its error in-band (``ErrorEvent``) and ends; the
+others go on. Disposing the subscription stops every lane and closes every
+connection.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+import reactivex
+from reactivex import Observable, abc
+from reactivex import operators as ops
+
+from .events import DoneEvent, ErrorEvent, FinishReason, StreamEvent, TokenEvent, Usage
+from .request import StreamRequest
+
+if TYPE_CHECKING:
+    from .stream import LLMStream
+
+__all__ = ["Comparison", "LaneEvent", "LaneMetrics", "compare"]
+
+
+@dataclass(frozen=True, slots=True)
+class LaneMetrics:
+    """One lane's live numbers. Times are seconds since the lane started."""
+
+    lane: str
+    provider: str
+    model: str
+    tokens: int = 0
+    chars: int = 0
+    reasoning_chars: int = 0
+    first_token: float | None = None
+    elapsed: float = 0.0
+    usage: Usage | None = None
+    finish_reason: FinishReason | None = None
+    error: str | None = None
+
+    @property
+    def tokens_per_second(self) -> float | None:
+        """Token events per second after the first token (``None`` until there are two)."""
+        if self.first_token is None or self.tokens < 2:
+            return None
+        span = self.elapsed - self.first_token
+        return (self.tokens - 1) / span if span > 0 else None
+
+    @property
+    def finished(self) -> bool:
+        return self.finish_reason is not None or self.error is not None
+
+    def row(self) -> dict[str, Any]:
+        """A plain summary row (for tables, CSV, or a pandas DataFrame)."""
+        usage = self.usage
+        return {
+            "lane": self.lane,
+            "provider": self.provider,
+            "model": self.model,
+            "ttft_s": None if self.first_token is None else round(self.first_token, 3),
+            "tokens_per_s": None
+            if self.tokens_per_second is None
+            else round(self.tokens_per_second, 1),
+            "tokens": self.tokens,
+            "prompt_tokens": usage.prompt_tokens if usage else None,
+            "completion_tokens": usage.completion_tokens if usage else None,
+            "reasoning_tokens": usage.reasoning_tokens if usage else None,
+            "total_tokens": usage.total_tokens if usage else None,
+            "cost_usd": usage.cost if usage else None,
+            "elapsed_s": round(self.elapsed, 3),
+            "finish_reason": str(self.finish_reason) if self.finish_reason else None,
+            "error": self.error,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class LaneEvent:
+    """A stream event of one lane, with that lane's metrics after it."""
+
+    lane: str
+    event: StreamEvent
+    metrics: LaneMetrics
+
+
+def _advance(metrics: LaneMetrics, event: StreamEvent, elapsed: float) -> LaneMetrics:
+    if isinstance(event, TokenEvent):
+        return replace(
+            metrics,
+            tokens=metrics.tokens + 1,
+            chars=metrics.chars + len(event.text),
+            first_token=metrics.first_token if metrics.first_token is not None else elapsed,
+            elapsed=elapsed,
+        )
+    if isinstance(event, DoneEvent):
+        return replace(
+            metrics,
+            usage=event.usage,
+            finish_reason=event.finish_reason,
+            provider=event.provider or metrics.provider,
+            model=event.model or metrics.model,
+            elapsed=elapsed,
+        )
+    if isinstance(event, ErrorEvent):
+        return replace(metrics, error=_one_line(event.error), elapsed=elapsed)
+    return replace(
+        metrics, reasoning_chars=metrics.reasoning_chars + len(event.text), elapsed=elapsed
+    )
+
+
+def _fresh(lane: str) -> LaneMetrics:
+    provider, _, model = lane.partition(":")
+    return LaneMetrics(lane=lane, provider=provider, model=model)
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+def _lane(
+    name: str, stream: Observable[StreamEvent], clock: Callable[[], float]
+) -> Observable[LaneEvent]:
+    from .operators import errors_as_events
+
+    def subscribe(
+        observer: abc.ObserverBase[LaneEvent], scheduler: abc.SchedulerBase | None = None
+    ) -> abc.DisposableBase:
+        start = clock()
+        metrics = _fresh(name)
+
+        def on_next(event: StreamEvent) -> None:
+            nonlocal metrics
+            metrics = _advance(metrics, event, clock() - start)
+            observer.on_next(LaneEvent(name, event, metrics))
+
+        return stream.pipe(errors_as_events()).subscribe(
+            on_next, observer.on_error, observer.on_completed, scheduler=scheduler
+        )
+
+    return reactivex.create(subscribe)
+
+
+class Comparison(Observable[LaneEvent]):
+    """The lanes of a fan-out, as one cold ``Observable[LaneEvent]``.
+
+    ``latest`` holds each lane's most recent metrics from the latest
+    subscription, so ``summary()`` after a run gives the final table.
+    """
+
+    def __init__(
+        self,
+        streams: dict[str, Observable[StreamEvent]],
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        super().__init__()
+        self.streams = streams
+        self.clock = clock
+        self.latest: dict[str, LaneMetrics] = {}
+
+    @property
+    def lanes(self) -> list[str]:
+        return list(self.streams)
+
+    def _subscribe_core(
+        self, observer: abc.ObserverBase[LaneEvent], scheduler: abc.SchedulerBase | None = None
+    ) -> abc.DisposableBase:
+        self.latest = {name: _fresh(name) for name in self.streams}
+
+        def remember(event: LaneEvent) -> None:
+            self.latest[event.lane] = event.metrics
+
+        merged = reactivex.merge(
+            *(_lane(name, stream, self.clock) for name, stream in self.streams.items())
+        )
+        return merged.pipe(ops.do_action(remember)).subscribe(observer, scheduler=scheduler)
+
+    def summary(self) -> list[dict[str, Any]]:
+        """One plain row per lane (see :meth:`LaneMetrics.row`)."""
+        return [self.latest[name].row() for name in self.streams if name in self.latest]
+
+    def to_dataframe(self) -> Any:
+        """The summary as a pandas DataFrame (needs pandas, which rxllm does not require)."""
+        try:
+            import pandas as pd  # type: ignore[import-not-found,import-untyped,unused-ignore]
+        except ImportError as error:  # pragma: no cover - depends on the environment
+            raise ImportError("to_dataframe() needs pandas: pip install pandas") from error
+        return pd.DataFrame(self.summary()).set_index("lane")
+
+
+def compare(
+    prompt_or_request: str | StreamRequest,
+    models: Sequence[Any],
+    **request_fields: Any,
+) -> Comparison:
+    """Fan one request out to several models; lanes fail alone, dispose stops them all.
+
+    Args:
+        prompt_or_request: the prompt, or a request whose ``model`` each lane replaces.
+        models: ``"provider:model"`` strings, or bound models from ``rxllm.model(...)``.
+        **request_fields: request fields for every lane (``max_tokens=``, ``system=``...).
+
+    Example:
+        >>> cmp = rxllm.compare("Explain TCP", models=["anthropic:claude-sonnet-4-5",
+        ...                                            "openai:gpt-5-mini"], max_tokens=200)
+        >>> await rxllm.collect_lanes(cmp)   # or rxllm.notebook.show(cmp)
+        >>> cmp.summary()
+    """
+    from .registry import model as bind
+
+    if not models:
+        raise ValueError("compare() needs at least one model")
+    streams: dict[str, Observable[StreamEvent]] = {}
+    for spec in models:
+        bound = bind(spec) if isinstance(spec, str) else spec
+        name = f"{bound.provider.name}:{bound.name}"
+        if name in streams:
+            raise ValueError(f"compare() got {name!r} twice")
+        stream: LLMStream = bound.stream(prompt_or_request, **request_fields)
+        streams[name] = stream
+    return Comparison(streams)

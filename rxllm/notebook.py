@@ -1,0 +1,231 @@
+"""Live display of streams and comparisons in Jupyter (Lab, Notebook, VS Code).
+
+``show(stream_or_comparison)`` subscribes and renders into one IPython display
+handle that is updated in place: a single stream as growing text, a
+comparison as side-by-side columns with each lane's metrics under it.
+Redraws are throttled to ``refresh_per_second`` (a few per second, not one per
+token); the final state is always drawn. Text is HTML-escaped, reasoning is
+shown apart (collapsed), errors appear in their lane. No widget extension is
+needed: only ``IPython.display`` handles.
+
+``await show(...)`` waits until the stream ends (use it when a later cell
+needs the result); without ``await`` the stream keeps running in the
+background on the kernel's event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from reactivex import Observable, abc
+from reactivex.disposable import SerialDisposable
+
+from .compare import Comparison, LaneEvent, LaneMetrics, _fresh
+from .events import StreamEvent
+from .operators._scheduling import stream_scheduler
+
+__all__ = ["LiveView", "show"]
+
+
+class DisplayHandle(Protocol):
+    def update(self, obj: Any) -> None: ...
+
+
+class _HTML:
+    """Minimal rich-display object: what IPython renders as HTML."""
+
+    def __init__(self, markup: str) -> None:
+        self.markup = markup
+
+    def _repr_html_(self) -> str:
+        return self.markup
+
+    def __repr__(self) -> str:
+        return "<rxllm live view>"
+
+
+@dataclass
+class _Lane:
+    metrics: LaneMetrics
+    text: list[str] = field(default_factory=list)
+    reasoning: list[str] = field(default_factory=list)
+
+
+_STYLE = (
+    "<style>.rxllm-lanes{display:flex;gap:12px;align-items:flex-start}"
+    ".rxllm-lane{flex:1;min-width:0;border:1px solid #8884;border-radius:6px;padding:8px}"
+    ".rxllm-lane h4{margin:0 0 6px 0;font-family:monospace}"
+    ".rxllm-text{white-space:pre-wrap;font-family:inherit}"
+    ".rxllm-reasoning{opacity:.6;white-space:pre-wrap;font-style:italic}"
+    ".rxllm-metrics{font-family:monospace;font-size:85%;opacity:.8;margin-top:6px}"
+    ".rxllm-error{color:#c00;font-family:monospace}</style>"
+)
+
+
+class LiveView:
+    """The state of a display and its HTML; fed events, rendered on demand."""
+
+    def __init__(self, lanes: list[str], *, single: bool) -> None:
+        self.single = single
+        self.lanes = {name: _Lane(_fresh(name)) for name in lanes}
+        self.redraws = 0
+        self.failure: str | None = None
+
+    def add(self, lane: str, event: StreamEvent, metrics: LaneMetrics) -> None:
+        state = self.lanes.setdefault(lane, _Lane(metrics))
+        state.metrics = metrics
+        if event.type == "token":
+            state.text.append(event.text)
+        elif event.type == "reasoning":
+            state.reasoning.append(event.text)
+
+    def render(self) -> str:
+        columns = "".join(self._lane_html(name, lane) for name, lane in self.lanes.items())
+        failure = (
+            f'<div class="rxllm-error">{html.escape(self.failure)}</div>' if self.failure else ""
+        )
+        return f'{_STYLE}<div class="rxllm-lanes">{columns}</div>{failure}'
+
+    def _lane_html(self, name: str, lane: _Lane) -> str:
+        m = lane.metrics
+        reasoning = ""
+        if lane.reasoning:
+            reasoning = (
+                '<details><summary>reasoning</summary><div class="rxllm-reasoning">'
+                f"{html.escape(''.join(lane.reasoning))}</div></details>"
+            )
+        error = f'<div class="rxllm-error">{html.escape(m.error)}</div>' if m.error else ""
+        title = "" if self.single else f"<h4>{html.escape(name)}</h4>"
+        return (
+            f'<div class="rxllm-lane">{title}{reasoning}'
+            f'<div class="rxllm-text">{html.escape("".join(lane.text))}</div>{error}'
+            f'<div class="rxllm-metrics">{html.escape(metrics_line(m))}</div></div>'
+        )
+
+
+def metrics_line(m: LaneMetrics) -> str:
+    """``ttft 0.21s · 48.0 tok/s · 120 tokens · $0.0012 · stop`` (what is known so far)."""
+    parts: list[str] = []
+    if m.first_token is not None:
+        parts.append(f"ttft {m.first_token:.2f}s")
+    if m.tokens_per_second is not None:
+        parts.append(f"{m.tokens_per_second:.1f} tok/s")
+    parts.append(f"{m.tokens} tokens")
+    if m.usage is not None:
+        parts.append(f"usage {m.usage.prompt_tokens}+{m.usage.completion_tokens}")
+        if m.usage.cost is not None:
+            parts.append(f"${m.usage.cost:.5f}")
+    if m.finish_reason is not None:
+        parts.append(str(m.finish_reason))
+    elif m.error is not None:
+        parts.append("error")
+    return " · ".join(parts)
+
+
+class Live:
+    """A running display: awaitable until the stream ends; ``stop()`` disposes it."""
+
+    def __init__(self, view: LiveView, done: asyncio.Future[None] | None) -> None:
+        self.view = view
+        self._done = done
+        self._subscription = SerialDisposable()
+
+    def stop(self) -> None:
+        """Stop the stream(s) (closes their connections)."""
+        self._subscription.dispose()
+
+    def __await__(self) -> Generator[Any, None, LiveView]:
+        if self._done is not None:
+            yield from asyncio.shield(self._done).__await__()
+        return self.view
+
+    def _repr_html_(self) -> str:
+        return self.view.render()
+
+
+def show(
+    source: Observable[StreamEvent] | Comparison,
+    *,
+    refresh_per_second: float = 4.0,
+    handle: DisplayHandle | None = None,
+    scheduler: abc.SchedulerBase | None = None,
+) -> Live:
+    """Render a stream or a comparison live in the cell output.
+
+    Args:
+        source: one stream (``Observable[StreamEvent]``) or a ``Comparison``.
+        refresh_per_second: the most redraws per second (the final state is always drawn).
+        handle: where to draw (default: a new ``IPython.display`` handle).
+        scheduler: for the throttle timer (default: the running loop's).
+
+    Example:
+        >>> await rxllm.notebook.show(rxllm.compare("Hi", models=[...]))
+    """
+    if refresh_per_second <= 0:
+        raise ValueError("refresh_per_second must be > 0")
+    if handle is None:
+        from IPython.display import display  # type: ignore[attr-defined,unused-ignore]
+
+        handle = display(_HTML(""), display_id=True)  # type: ignore[no-untyped-call,unused-ignore]
+        assert handle is not None
+    lanes: Observable[LaneEvent]
+    if isinstance(source, Comparison):
+        view = LiveView(source.lanes, single=False)
+        lanes = source
+    else:
+        view = LiveView(["stream"], single=True)
+        lanes = _single_lane(source)
+    try:
+        loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+    except RuntimeError:
+        loop = None
+    done: asyncio.Future[None] | None = loop.create_future() if loop is not None else None
+    live = Live(view, done)
+    sched = stream_scheduler(scheduler)
+    interval = 1.0 / refresh_per_second
+    dirty = False
+    pending: abc.DisposableBase | None = None
+    target: DisplayHandle = handle
+
+    def draw() -> None:
+        nonlocal dirty
+        dirty = False
+        view.redraws += 1
+        target.update(_HTML(view.render()))
+
+    def tick(_: abc.SchedulerBase, __: Any = None) -> None:
+        nonlocal pending
+        pending = None
+        if dirty:
+            draw()
+
+    def on_next(item: LaneEvent) -> None:
+        nonlocal dirty, pending
+        view.add(item.lane, item.event, item.metrics)
+        dirty = True
+        if pending is None:
+            pending = sched.schedule_relative(interval, tick)
+
+    def finish(error: Exception | None = None) -> None:
+        if error is not None:
+            view.failure = f"{type(error).__name__}: {error}"
+        if pending is not None:
+            pending.dispose()
+        draw()
+        if done is not None and not done.done():
+            done.set_result(None)
+
+    draw()
+    live._subscription.disposable = lanes.subscribe(on_next, finish, finish, scheduler=scheduler)
+    return live
+
+
+def _single_lane(stream: Observable[StreamEvent]) -> Observable[LaneEvent]:
+    from .compare import Comparison as _Comparison
+
+    single = _Comparison({"stream": stream})
+    return single

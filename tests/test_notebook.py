@@ -1,0 +1,92 @@
+"""The Jupyter live view: lane text, escaping, reasoning apart, errors in their lane, throttling."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import reactivex
+from reactivex.testing import ReactiveTest, TestScheduler
+
+from rxllm.compare import Comparison
+from rxllm.errors import OverloadedError
+from rxllm.events import DoneEvent, FinishReason, ReasoningEvent, StreamEvent, TokenEvent, Usage
+from rxllm.notebook import show
+
+on_next, on_completed, on_error = (
+    ReactiveTest.on_next,
+    ReactiveTest.on_completed,
+    ReactiveTest.on_error,
+)
+
+
+class RecordingHandle:
+    """Stands in for an IPython display handle: keeps every HTML it was given."""
+
+    def __init__(self) -> None:
+        self.updates: list[str] = []
+
+    def update(self, obj: Any) -> None:
+        self.updates.append(obj._repr_html_())
+
+
+def done(provider: str = "p") -> DoneEvent:
+    return DoneEvent(Usage(3, 5), FinishReason.STOP, model="m", provider=provider)
+
+
+def test_a_comparison_renders_each_lane_text_escaped_with_reasoning_apart() -> None:
+    scheduler = TestScheduler()
+    left = scheduler.create_cold_observable(
+        on_next(10, ReasoningEvent("thinking <hard>")),
+        on_next(20, TokenEvent("<b>bold</b> ")),
+        on_next(30, TokenEvent("& café")),
+        on_next(40, done("left")),
+        on_completed(50),
+    )
+    right = scheduler.create_cold_observable(
+        on_next(15, TokenEvent("partial")),
+        on_error(25, OverloadedError("Overloaded", provider="right", status=529)),
+    )
+    handle = RecordingHandle()
+    comparison = Comparison({"left:m": left, "right:m": right}, clock=lambda: scheduler.clock)
+    show(comparison, handle=handle, scheduler=scheduler)
+    scheduler.start()
+
+    final = handle.updates[-1]
+    assert "&lt;b&gt;bold&lt;/b&gt; &amp; café" in final
+    assert "<b>bold</b>" not in final
+    assert "partial" in final
+    assert "OverloadedError" in final
+    assert "rxllm-error" in final
+    # reasoning is drawn apart, collapsed, never inside the answer text
+    assert "<details><summary>reasoning</summary>" in final
+    assert "thinking &lt;hard&gt;" in final
+    assert final.index("thinking") < final.index("bold")
+    assert "left:m" in final
+    assert "right:m" in final
+    assert "usage 3+5" in final
+
+
+def test_redraws_are_throttled_not_one_per_token() -> None:
+    scheduler = TestScheduler()
+    # 200 tokens, one every 0.01 s of virtual time (2 s in all); 4 redraws/s allowed.
+    messages = [on_next(1 + i * 0.01, TokenEvent("x")) for i in range(200)]
+    tokens = scheduler.create_cold_observable(*messages, on_completed(3.5))
+    handle = RecordingHandle()
+    view = show(tokens, handle=handle, scheduler=scheduler, refresh_per_second=4)
+    scheduler.start()
+
+    assert "x" * 200 in handle.updates[-1]  # the final state is always drawn
+    # initial draw + at most ~4/s over 2 s of tokens + the final draw
+    assert len(handle.updates) <= 1 + 10 + 1
+    assert len(handle.updates) >= 3  # and it does redraw while streaming
+    assert view.view.redraws == len(handle.updates)
+
+
+def test_a_single_stream_has_no_lane_title() -> None:
+    handle = RecordingHandle()
+    events: list[StreamEvent] = [TokenEvent("hello"), done()]
+    scheduler = TestScheduler()
+    show(reactivex.from_iterable(events), handle=handle, scheduler=scheduler)
+    scheduler.start()
+    assert "hello" in handle.updates[-1]
+    assert "<h4>" not in handle.updates[-1]
