@@ -33,6 +33,8 @@ from reactivex import abc
 from reactivex.disposable import Disposable
 from reactivex.scheduler.eventloop import AsyncIOScheduler
 
+from .errors import CancelledError
+
 __all__ = ["Demand", "background_loop", "demand_scope", "from_async_iterable"]
 
 _T = TypeVar("_T")
@@ -131,7 +133,7 @@ def background_loop() -> asyncio.AbstractEventLoop:
 
 def _target_loop(scheduler: abc.SchedulerBase | None) -> asyncio.AbstractEventLoop:
     if isinstance(scheduler, AsyncIOScheduler):
-        return scheduler._loop  # noqa: SLF001 - RxPY exposes no accessor
+        return scheduler._loop  # RxPY exposes no accessor
     try:
         return asyncio.get_running_loop()
     except RuntimeError:
@@ -157,8 +159,17 @@ def from_async_iterable(factory: Callable[[], AsyncIterator[_T]]) -> reactivex.O
         disposed = False
 
         async def pump() -> None:
-            iterator = factory()
+            # The loop keeps only weak references to tasks: a subscriber that drops its
+            # disposable must not see its stream garbage-collected mid-flight.
+            task = asyncio.current_task()
+            if task is not None:
+                _running.add(task)
+                task.add_done_callback(_running.discard)
+            iterator: AsyncIterator[_T] | None = None
+            failure: Exception | None = None
+            foreign_cancel: asyncio.CancelledError | None = None
             try:
+                iterator = factory()
                 while True:
                     if demand is not None and not demand.is_open:
                         await demand.wait()
@@ -171,28 +182,36 @@ def from_async_iterable(factory: Callable[[], AsyncIterator[_T]]) -> reactivex.O
                     observer.on_next(item)
                     if disposed:
                         return
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:  # noqa: BLE001 - every error goes to on_error
-                if not disposed:
-                    observer.on_error(error)
-                return
+            except asyncio.CancelledError as cancel:
+                if disposed:
+                    raise
+                # Cancelled by someone other than our dispose (the loop shutting down):
+                # the observer must still hear that the stream ended.
+                foreign_cancel = cancel
+                failure = CancelledError("the task iterating the stream was cancelled")
+                failure.__cause__ = cancel
+            except Exception as error:  # every error goes to on_error, never swallowed
+                failure = error
             finally:
+                # Clean up before telling the observer: on_error/on_completed dispose the
+                # subscription, which cancels this task and would cut the cleanup short.
                 aclose: Any = getattr(iterator, "aclose", None)
                 if aclose is not None:
                     with contextlib.suppress(Exception):
                         await aclose()
-            if not disposed:
+            if disposed:
+                return
+            if failure is not None:
+                observer.on_error(failure)
+            else:
                 observer.on_completed()
+            if foreign_cancel is not None:
+                raise foreign_cancel
 
         # Either handle cancels its task; a concurrent future does it thread-safely.
         handle: asyncio.Task[None] | concurrent.futures.Future[None]
         if _is_loop_thread(loop):
             handle = loop.create_task(pump())
-            # The loop only keeps weak references to tasks; a subscriber that drops its
-            # disposable must not see its stream garbage-collected mid-flight.
-            _running.add(handle)
-            handle.add_done_callback(_running.discard)
         else:
             handle = asyncio.run_coroutine_threadsafe(pump(), loop)
 
