@@ -5,8 +5,16 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .events import DoneEvent, ErrorEvent, FinishReason, ReasoningEvent, StreamEvent, TokenEvent
-from .events import Usage
+from . import errors
+from .events import (
+    DoneEvent,
+    ErrorEvent,
+    FinishReason,
+    ReasoningEvent,
+    StreamEvent,
+    TokenEvent,
+    Usage,
+)
 
 __all__ = ["StreamResult"]
 
@@ -24,7 +32,11 @@ class StreamResult:
 
     @classmethod
     def from_events(cls, events: Iterable[StreamEvent]) -> StreamResult:
-        """Fold events into a result. Raises the first in-band error; needs a ``done``."""
+        """Fold events into a result. Raises the first in-band error; needs a ``done``.
+
+        A stream without its ``done`` event ended early (every rxllm stream ends
+        with one), so that is :class:`~rxllm.errors.InterruptedError`, not bad input.
+        """
         text: list[str] = []
         reasoning: list[str] = []
         done: DoneEvent | None = None
@@ -38,7 +50,10 @@ class StreamResult:
             elif isinstance(event, ErrorEvent):
                 raise event.error
         if done is None:
-            raise ValueError("the stream completed without a done event")
+            raise errors.InterruptedError(
+                "the stream completed without a done event, so it ended early: every rxllm "
+                "stream ends with one (a provider or operator that does not is a bug)"
+            )
         return cls(
             text="".join(text),
             reasoning="".join(reasoning),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from reactivex import Observable, abc
 
@@ -25,7 +25,7 @@ class LLMStream(Observable[StreamEvent]):
     to continue a cut stream (:meth:`continued`).
     """
 
-    def __init__(self, provider: Provider, request: StreamRequest) -> None:
+    def __init__(self, provider: Provider[Any], request: StreamRequest) -> None:
         super().__init__()
         self.provider = provider
         self.request = request
