@@ -76,9 +76,9 @@ class RxllmError(Exception):
 
     def __str__(self) -> str:
         where = ":".join(p for p in (self.provider, self.model) if p)
-        status = f" [{self.status}]" if self.status is not None else ""
-        prefix = f"{where}{status}: " if where or status else ""
-        return f"{prefix}{self.message}"
+        status = f"[{self.status}]" if self.status is not None else ""
+        prefix = " ".join(part for part in (where, status) if part)
+        return f"{prefix}: {self.message}" if prefix else self.message
 
     def __repr__(self) -> str:
         fields = [f"{self.message!r}"]
