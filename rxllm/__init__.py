@@ -1,0 +1,63 @@
+"""rxllm: Claude, OpenAI, Gemini and Grok as cold ReactiveX ``Observable[StreamEvent]``.
+
+Every request is a cold Observable: nothing happens until it is subscribed,
+each subscription is one request, and disposing it closes the connection.
+Consume it with Rx operators, ``await rxllm.collect(...)``,
+``async for event in rxllm.aiter(...)``, or the blocking ``rxllm.iterate`` and
+``rxllm.collect_sync`` in scripts.
+
+Example:
+    >>> import rxllm
+    >>> async def words():
+    ...     yield rxllm.TokenEvent("Hello")
+    ...     yield rxllm.DoneEvent(rxllm.Usage(), rxllm.FinishReason.STOP, "demo", "demo")
+    >>> rxllm.collect_sync(rxllm.from_async_iterable(words)).text
+    'Hello'
+
+What this module exports is the public API; ``tests/test_public_api.py`` pins it.
+"""
+
+from __future__ import annotations
+
+from . import errors
+from ._bridge import from_async_iterable
+from .consume import aiter, collect, collect_sync, iterate  # noqa: A004 - rxllm.aiter
+from .events import (
+    DoneEvent,
+    ErrorEvent,
+    FinishReason,
+    ReasoningEvent,
+    StreamEvent,
+    TokenEvent,
+    Usage,
+)
+from .provider import Provider
+from .request import Message, StreamRequest
+from .result import StreamResult
+from .stream import LLMStream
+
+__all__ = [
+    # The vocabulary
+    "Message",
+    "StreamRequest",
+    "StreamEvent",
+    "TokenEvent",
+    "ReasoningEvent",
+    "DoneEvent",
+    "ErrorEvent",
+    "Usage",
+    "FinishReason",
+    "StreamResult",
+    "errors",
+    # Streams and the bridge
+    "LLMStream",
+    "Provider",
+    "from_async_iterable",
+    # Consuming a stream
+    "collect",
+    "aiter",
+    "iterate",
+    "collect_sync",
+    # Providers, registry and routing (later issues): provider, model, providers,
+    # model_for_phase. Fan-out: compare. Operators: operators.
+]
