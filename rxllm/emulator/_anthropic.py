@@ -14,7 +14,16 @@ Faithful to the captures in ``tests/fixtures/anthropic`` and the API docs:
   every answer; ``retry-after`` and ``anthropic-ratelimit-*`` headers on 429; a mid-stream
   ``event: error`` (the docs' verbatim ``overloaded_error`` line).
 - Keys arrive as ``x-api-key`` (the API's documented header) or ``Authorization: Bearer``
-  (what anthropic 2.x sends); both are accepted.
+  (what anthropic 2.x sends); both are accepted, ``x-api-key`` winning as on the API.
+- Validation as the API does it: required fields, thinking budget (>= 1024, below
+  ``max_tokens``), a prefill with thinking on needs a thinking block, and from
+  ``anthropic-version: 2026-10-21`` (what anthropic 2.x sends) no ``temperature`` /
+  ``top_p`` / ``top_k`` at all.
+- Faults (``rxllm.emulator._behaviour``): before the stream as their HTTP errors;
+  mid-stream ``drop`` aborts the socket after ``after`` content deltas, ``truncate``
+  ends cleanly without ``message_delta``/``message_stop``, ``error_event`` sends the
+  in-band ``overloaded_error``, ``stall`` goes silent until the client leaves. Without
+  ``stream`` they become a cut connection, a 529, or a silent wait.
 
 Everything that does not depend on the reply text is encoded once, at import; a content
 event costs one ``json.dumps`` of its text. With no pacing, events are written in batches.
@@ -305,7 +314,8 @@ def _validate(body: dict[str, Any], version: str) -> _Checked | str:
                 "redacted_thinking",
             ):
                 return (
-                    "messages.1.content.0.type: Expected `thinking` or `redacted_thinking`, but "
+                    f"messages.{len(messages) - 1}.content.0.type: Expected `thinking` or "
+                    "`redacted_thinking`, but "
                     "found `text`. When `thinking` is enabled, a final `assistant` message must "
                     "start with a thinking block (preceeding the lastmost set of `tool_use` and "
                     "`tool_result` blocks). We recommend you include thinking blocks from previous "

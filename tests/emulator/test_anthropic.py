@@ -381,6 +381,28 @@ async def test_stall_keeps_the_connection_open_until_the_client_leaves(
     assert [r.fault for r in gone] == ["stall"]
 
 
+@pytest.mark.parametrize(
+    ("fault", "sdk_error"),
+    [
+        ("drop", anthropic.APIConnectionError),
+        ("truncate", anthropic.APIConnectionError),
+        ("error_event", anthropic.OverloadedError),  # no stream to carry it: a 529
+        ("stall", anthropic.APITimeoutError),
+    ],
+)
+async def test_mid_stream_faults_on_a_non_streaming_request(
+    emulator: Emulator, fault: str, sdk_error: type[anthropic.APIError]
+) -> None:
+    c = client_for(emulator, timeout=0.3)
+    try:
+        with pytest.raises(sdk_error):
+            await c.messages.create(model=f"{MODEL}~fault={fault}", max_tokens=10, messages=USER)
+    finally:
+        await c.close()
+    if fault == "stall":
+        assert len(await emulator.wait_for_disconnects_async(1)) == 1
+
+
 async def test_client_cancel_is_recorded_as_a_disconnect(
     client: anthropic.AsyncAnthropic, emulator: Emulator
 ) -> None:
