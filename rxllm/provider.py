@@ -91,7 +91,7 @@ class Provider(abc.ABC, Generic[_Client]):
     def _events(self, request: StreamRequest) -> AsyncIterator[StreamEvent]:
         """Stream one request: tokens and reasoning, then exactly one ``DoneEvent``."""
 
-    async def _close_client(self, client: _Client) -> None:  # noqa: B027 - optional hook
+    async def _close_client(self, client: _Client) -> None:  # an optional hook: empty on purpose
         """Release a client's connections (override when the SDK needs it)."""
 
     # -- the public surface ---------------------------------------------------------------

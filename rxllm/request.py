@@ -29,9 +29,7 @@ class Message:
 
     def __post_init__(self) -> None:
         if self.role not in _ROLES:
-            raise ValueError(
-                f"Message.role must be one of {sorted(_ROLES)}, got {self.role!r}"
-            )
+            raise ValueError(f"Message.role must be one of {sorted(_ROLES)}, got {self.role!r}")
         if not isinstance(self.content, str):
             raise ValueError(f"Message.content must be a str, got {type(self.content).__name__}")
 
@@ -148,5 +146,3 @@ def _as_message(value: Message | dict[str, Any] | Sequence[str]) -> Message:
         return Message(value.get("role"), value.get("content"))  # type: ignore[arg-type]
     role, content = value
     return Message(role, content)  # type: ignore[arg-type]
-
-
