@@ -89,17 +89,49 @@ class _Registry:
     registered: dict[str, _Entry] = field(default_factory=dict)
     """By :func:`register`; these win over built-ins and plugins."""
     plugins: dict[str, _Entry] = field(default_factory=dict)
-    """Loaded entry points, by name (found afresh each time they are listed)."""
+    """Entry points found by the last scan, by name."""
+    scanned: bool = False
     lock: threading.RLock = field(default_factory=threading.RLock)
 
-    def entries(self) -> dict[str, _Entry]:
-        """Every provider by name, in precedence order: code, built-ins, plugins."""
+    def entries(self, *, rescan: bool = True) -> dict[str, _Entry]:
+        """Every provider by name, in precedence order: code, built-ins, plugins.
+
+        Scanning the installed packages' entry points takes milliseconds, so
+        lookups use the last scan and rescan only when a name is not found.
+        """
         found: dict[str, _Entry] = {}
-        for entry in _plugin_entries(self.plugins):
+        for entry in self._plugin_entries(rescan=rescan):
             found[entry.name] = entry
-        for source in (self.builtins, self.registered):
-            found.update(source)
+        with self.lock:
+            for source in (self.builtins, self.registered):
+                found.update(source)
         return found
+
+    def find(self, key: str) -> _Entry | None:
+        """The entry whose name, else alias, is ``key``: code, built-ins, then plugins."""
+        for rescan in (False, True):
+            entries = self.entries(rescan=rescan)
+            if key in entries:
+                return entries[key]
+            for entry in entries.values():
+                if key in _aliases(entry):
+                    return entry
+        return None
+
+    def _plugin_entries(self, *, rescan: bool) -> list[_Entry]:
+        with self.lock:
+            if rescan or not self.scanned:
+                found: dict[str, _Entry] = {}
+                for point in metadata.entry_points(group=ENTRY_POINT_GROUP):
+                    dist = point.dist.name if point.dist is not None else "an installed package"
+                    origin = f"entry point {point.name!r} of {dist}"
+                    known = self.plugins.get(point.name)
+                    if known is None or known.origin != origin:
+                        known = _Entry(point.name, point.value, origin=origin)
+                    found[point.name] = known
+                self.plugins = found
+                self.scanned = True
+            return list(self.plugins.values())
 
 
 _registry = _Registry(builtins={entry.name: entry for entry in _BUILTINS})
@@ -137,7 +169,7 @@ def register(cls: _ProviderClass, *, replace: bool = False) -> _ProviderClass:
     _check_provider_class(cls, origin=f"register({getattr(cls, '__name__', cls)!r})")
     with _registry.lock:
         if not replace:
-            taken = _registry.entries().get(cls.name)
+            taken = _registry.find(cls.name)
             if taken is not None and taken.target is not cls:
                 raise ConfigurationError(
                     f"a provider named {cls.name!r} is already registered ({taken.origin}): "
@@ -156,13 +188,12 @@ def canonical_name(name: str) -> str:
         ConfigurationError: no provider has that name; the message lists the known ones.
     """
     key = name.strip().lower()
-    entries = _registry.entries()
-    if key in entries:
-        return key
-    for entry in entries.values():
-        if key in _aliases(entry):
-            return entry.name
-    raise ConfigurationError(f"unknown provider {name!r}: {_known_providers(entries.values())}")
+    entry = _registry.find(key)
+    if entry is None:
+        raise ConfigurationError(
+            f"unknown provider {name!r}: {_known_providers(_registry.entries().values())}"
+        )
+    return entry.name
 
 
 def provider_class(name: str) -> _ProviderClass:
@@ -172,7 +203,7 @@ def provider_class(name: str) -> _ProviderClass:
         ConfigurationError: unknown name, or the provider's module cannot be imported.
     """
     canonical = canonical_name(name)
-    return _load(_registry.entries()[canonical])
+    return _load(_registry.entries(rescan=False)[canonical])
 
 
 def parse_model_spec(spec: str) -> tuple[str, str]:
@@ -354,20 +385,6 @@ def _check_provider_class(cls: object, *, origin: str, expected_name: str | None
             f"{origin}: {cls.__qualname__}.name is {name!r}, but it is registered as "
             f"{expected_name!r}"
         )
-
-
-def _plugin_entries(loaded: dict[str, _Entry]) -> list[_Entry]:
-    """Entry points of the ``rxllm.providers`` group, reusing those already loaded."""
-    found = []
-    for point in metadata.entry_points(group=ENTRY_POINT_GROUP):
-        dist = point.dist.name if point.dist is not None else "an installed package"
-        origin = f"entry point {point.name!r} of {dist}"
-        entry = loaded.get(point.name)
-        if entry is None or entry.origin != origin:
-            entry = _Entry(point.name, point.value, origin=origin)
-            loaded[point.name] = entry
-        found.append(entry)
-    return found
 
 
 def _aliases(entry: _Entry) -> tuple[str, ...]:

@@ -90,8 +90,8 @@ def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     config.configure(None)
     state.registered.clear()
     state.registered.update(saved[0])
-    state.plugins.clear()
-    state.plugins.update(saved[1])
+    state.plugins = saved[1]
+    state.scanned = False
     for name, (target, aliases) in saved[2].items():
         state.builtins[name].target = target
         state.builtins[name].aliases = aliases
