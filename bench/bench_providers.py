@@ -17,7 +17,9 @@ For each of the four providers, over rxllm's emulator, one run measures, interle
 The emulator runs in its own process (``--emulator thread`` puts it on a thread of this
 one), so the client CPU is ``time.process_time()`` of this process around one stream:
 request, iteration, end. The same client objects are reused across rounds, as a real
-application would, and a warm-up round is not counted.
+application would, and a warm-up round is not counted. Each variant also streams a
+one-word reply (the ``~words=1`` knob): its CPU is the per-request cost, and the
+difference gives the marginal cost of one more token.
 
 Also measured: the emulator's own speed, serving one long stream to the raw reader
 (events/s of wall time, and its CPU per event).
