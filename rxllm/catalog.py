@@ -13,7 +13,7 @@ after ``~`` (``claude-sonnet-4-5~fault=drop``) is ignored.
 Example:
     >>> from rxllm import catalog
     >>> catalog.default_model("claude")
-    'claude-sonnet-4-5'
+    'claude-sonnet-4-6'
     >>> catalog.info("anthropic", "claude-sonnet-4-5-20250929").input_price
     3.0
     >>> catalog.cost("openai", "gpt-5-mini", Usage(prompt_tokens=1_000_000))

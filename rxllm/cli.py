@@ -53,7 +53,7 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--debug", action="store_true", help="show tracebacks")
 
     stream = sub.add_parser("stream", help="stream one model's reply")
-    stream.add_argument("-m", "--model", default="anthropic:claude-sonnet-4-5")
+    stream.add_argument("-m", "--model", default="anthropic:claude-sonnet-4-6")
     request_options(stream)
 
     cmp = sub.add_parser("compare", help="stream several models side by side")

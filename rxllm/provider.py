@@ -42,7 +42,7 @@ class Provider(abc.ABC, Generic[_Client]):
 
     Example:
         >>> p = rxllm.provider("anthropic")
-        >>> await p.generate(StreamRequest(model="claude-sonnet-4-5", prompt="Hi"))
+        >>> await p.generate(StreamRequest(model="claude-sonnet-4-6", prompt="Hi"))
     """
 
     name: ClassVar[str]

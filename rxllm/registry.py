@@ -20,7 +20,7 @@ malformed model string or a model the catalog does not know raises
 :class:`~rxllm.errors.ConfigurationError` with the names that would work.
 
 Example:
-    >>> claude = rxllm.model("anthropic:claude-sonnet-4-5", timeout=30)
+    >>> claude = rxllm.model("anthropic:claude-sonnet-4-6", timeout=30)
     >>> await claude.generate("Say hi", max_tokens=20)
     >>> rxllm.providers()
     ['anthropic', 'openai', 'gemini', 'grok']
@@ -217,7 +217,7 @@ def parse_model_spec(spec: str) -> tuple[str, str]:
     if not (sep and provider_part and model_part):
         raise ConfigurationError(
             f"{spec!r} is not a model string: write 'provider:model', e.g. "
-            f"'anthropic:claude-sonnet-4-5'; {_known_providers(_registry.entries().values())}"
+            f"'anthropic:claude-sonnet-4-6'; {_known_providers(_registry.entries().values())}"
         )
     return provider_part, model_part
 
@@ -310,7 +310,7 @@ class BoundModel:
 
     provider: Provider[Any]
     name: str
-    """The model id, e.g. ``"claude-sonnet-4-5"``."""
+    """The model id, e.g. ``"claude-sonnet-4-6"``."""
 
     @property
     def spec(self) -> str:

@@ -45,7 +45,7 @@ class StreamRequest:
     budget, or an effort level ``"low" | "medium" | "high"``.
 
     Example:
-        >>> StreamRequest(model="claude-sonnet-4-5", prompt="Hi").conversation()
+        >>> StreamRequest(model="claude-sonnet-4-6", prompt="Hi").conversation()
         (Message(role='user', content='Hi'),)
     """
 

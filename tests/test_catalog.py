@@ -19,7 +19,7 @@ REQUIRED_MODELS = {
     "grok": ["grok-4", "grok-4-fast-reasoning", "grok-4-fast-non-reasoning", "grok-3-mini"],
 }
 DEFAULTS = {
-    "anthropic": "claude-sonnet-4-5",
+    "anthropic": "claude-sonnet-4-6",
     "openai": "gpt-5-mini",
     "gemini": "gemini-2.5-flash",
     "grok": "grok-4",
