@@ -42,11 +42,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
+import os
+import ssl
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, ClassVar
 
 import aiohttp
+import certifi
 from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
@@ -149,10 +153,15 @@ class GeminiProvider(Provider[genai.Client]):
         # Our own aiohttp session: the SDK would otherwise build a ClientSession subclass
         # (deprecated by aiohttp, with a warning) that we could not close per loop.
         session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), trust_env=True)
+        # One TLS context for every client: the SDK otherwise loads the CA bundle into three
+        # new ones per client (~0.15-0.4 s, paid before the first request of each loop).
+        tls = _tls_context()
         options = types.HttpOptions(
             api_version=_API_VERSION,
             retry_options=types.HttpRetryOptions(attempts=1),
             aiohttp_client=session,
+            client_args={"verify": tls},
+            async_client_args={"verify": tls, "ssl": tls},
         )
         if self.base_url:
             options.base_url = self.base_url
@@ -351,6 +360,15 @@ class GeminiProvider(Provider[genai.Client]):
 
 
 # -- helpers ------------------------------------------------------------------------------
+
+
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """The TLS context google-genai would make (CA bundle from certifi or SSL_CERT_*)."""
+    return ssl.create_default_context(
+        cafile=os.environ.get("SSL_CERT_FILE", certifi.where()),
+        capath=os.environ.get("SSL_CERT_DIR"),
+    )
 
 
 def _raw_request(
