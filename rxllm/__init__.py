@@ -19,8 +19,10 @@ What this module exports is the public API; ``tests/test_public_api.py`` pins it
 
 from __future__ import annotations
 
-from . import errors
+from . import catalog, config, errors, notebook, operators
 from ._bridge import from_async_iterable
+from .compare import Comparison, LaneEvent, LaneMetrics, compare
+from .config import configure, model_for_phase
 from .consume import aiter, collect, collect_sync, iterate  # noqa: A004 - rxllm.aiter
 from .events import (
     DoneEvent,
@@ -32,6 +34,7 @@ from .events import (
     Usage,
 )
 from .provider import Provider
+from .registry import BoundModel, model, provider, providers, register
 from .request import Message, StreamRequest
 from .result import StreamResult
 from .stream import LLMStream
@@ -58,6 +61,21 @@ __all__ = [
     "aiter",
     "iterate",
     "collect_sync",
-    # Providers, registry and routing (later issues): provider, model, providers,
-    # model_for_phase. Fan-out: compare. Operators: operators.
+    # Providers, registry, configuration and routing
+    "provider",
+    "model",
+    "providers",
+    "register",
+    "BoundModel",
+    "model_for_phase",
+    "configure",
+    "catalog",
+    "config",
+    # Operators, fan-out and the notebook display
+    "operators",
+    "compare",
+    "Comparison",
+    "LaneEvent",
+    "LaneMetrics",
+    "notebook",
 ]

@@ -25,6 +25,21 @@ PUBLIC_API = [
     "aiter",
     "iterate",
     "collect_sync",
+    "provider",
+    "model",
+    "providers",
+    "register",
+    "BoundModel",
+    "model_for_phase",
+    "configure",
+    "catalog",
+    "config",
+    "operators",
+    "compare",
+    "Comparison",
+    "LaneEvent",
+    "LaneMetrics",
+    "notebook",
 ]
 
 

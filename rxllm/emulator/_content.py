@@ -114,7 +114,9 @@ def plan_reply(
     if turns and turns[-1][0] == "assistant":
         prefill = turns.pop()[1]
     seed = "\n".join(f"{role}:{text}" for role, text in turns) + f"\nmodel:{model}"
-    full = behaviour.reply if behaviour.reply is not None else generated_reply(seed, behaviour.words)
+    full = (
+        behaviour.reply if behaviour.reply is not None else generated_reply(seed, behaviour.words)
+    )
     pieces = tokenize(full)
     rest = _after_prefill(pieces, full, prefill)
     reasoning_on = want_reasoning if behaviour.reasoning is None else behaviour.reasoning

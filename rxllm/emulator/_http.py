@@ -37,7 +37,10 @@ class SseStream:
         self._record = record
         self.response = web.StreamResponse(
             status=200,
-            headers={"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"},
+            headers={
+                "Content-Type": "text/event-stream; charset=utf-8",
+                "Cache-Control": "no-cache",
+            },
         )
 
     async def start(self, headers: dict[str, str] | None = None) -> None:
@@ -60,7 +63,9 @@ class SseStream:
 
     async def stall(self) -> None:
         """Keep the connection open and send nothing until the client gives up."""
-        while not self._gone():
+        # aiohttp signals a closed transport by no event (handler_cancellation covers most
+        # cases; polling covers a half-closed socket), so look every 20 ms.
+        while not self._gone():  # noqa: ASYNC110
             await asyncio.sleep(0.02)
         raise ClientGone
 

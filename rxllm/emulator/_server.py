@@ -108,7 +108,9 @@ class Emulator:
         return self.disconnects
 
     async def wait_for_disconnects_async(
-        self, count: int = 1, timeout: float = 10.0
+        self,
+        count: int = 1,
+        timeout: float = 10.0,  # noqa: ASYNC109 - a deadline for a thread wait, same as the sync form
     ) -> list[RecordedRequest]:
         """``wait_for_disconnects`` for async code (does not block the loop)."""
         return await asyncio.to_thread(self.wait_for_disconnects, count, timeout)
@@ -170,7 +172,7 @@ class Emulator:
             asyncio.set_event_loop(loop)
             try:
                 loop.run_until_complete(self.start())
-            except BaseException as error:  # noqa: BLE001 - re-raised in the caller
+            except BaseException as error:  # re-raised in the caller
                 failure.append(error)
                 started.set()
                 return
@@ -204,5 +206,5 @@ class Emulator:
 
 
 def _bound_port(site: web.TCPSite) -> int:
-    server: Any = site._server  # noqa: SLF001 - aiohttp exposes no bound-port accessor
+    server: Any = site._server  # aiohttp exposes no bound-port accessor
     return int(server.sockets[0].getsockname()[1])
