@@ -52,7 +52,8 @@ class Provider(abc.ABC, Generic[_Client]):
     """Environment variables read for the API key, in order of preference."""
     base_url_env: ClassVar[str | None] = None
     """Environment variable read for the base URL."""
-    default_model: ClassVar[str]
+    default_model: str
+    """The model used when a request names none (per class; ``default_model=`` per instance)."""
 
     def __init__(
         self,
@@ -60,6 +61,7 @@ class Provider(abc.ABC, Generic[_Client]):
         api_key: str | SecretStr | None = None,
         base_url: str | None = None,
         timeout: float | None = None,
+        default_model: str | None = None,
         **options: Any,
     ) -> None:
         key = api_key if api_key is not None else _first_env(self.api_key_env)
@@ -75,6 +77,8 @@ class Provider(abc.ABC, Generic[_Client]):
         env_url = os.environ.get(self.base_url_env) if self.base_url_env else None
         self.base_url: str | None = base_url or env_url or None
         self.timeout = timeout
+        if default_model:
+            self.default_model = default_model
         self.options = options
         # SDK clients hold connection pools bound to one event loop: keep one per loop.
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Client] = (

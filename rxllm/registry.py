@@ -263,11 +263,7 @@ def provider(
     if options.get("timeout") is None and configured.timeout is not None:
         options["timeout"] = configured.timeout
     default_model = options.pop("default_model", None) or configured.default_model
-    instance = cls(api_key=api_key, base_url=base_url, **options)
-    if default_model:
-        # ``Provider.default_model`` is a class attribute; the configured one is per instance.
-        setattr(instance, "default_model", default_model)  # noqa: B010
-    return instance
+    return cls(api_key=api_key, base_url=base_url, default_model=default_model, **options)
 
 
 def model(

@@ -74,10 +74,15 @@ class StreamRequest:
             raise ValueError("StreamRequest.model must be a non-empty model name")
         if self.prompt is None and not self.messages:
             raise ValueError("StreamRequest needs a prompt or messages (both are empty)")
+        if self.prompt is not None and not isinstance(self.prompt, str):
+            raise ValueError(
+                f"StreamRequest.prompt must be a str, got {type(self.prompt).__name__}"
+            )
         if self.prompt is not None and not self.prompt.strip():
             raise ValueError("StreamRequest.prompt must not be empty")
         if self.temperature is not None and (
-            not isinstance(self.temperature, int | float)
+            isinstance(self.temperature, bool)
+            or not isinstance(self.temperature, int | float)
             or math.isnan(self.temperature)
             or not 0 <= self.temperature <= 2
         ):

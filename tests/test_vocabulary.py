@@ -37,6 +37,9 @@ from rxllm import (
         ({"model": "  ", "prompt": "hi"}, "model"),
         ({"model": "m", "messages": [{"role": "robot", "content": "hi"}]}, "role"),
         ({"model": "m", "prompt": "hi", "reasoning": "extreme"}, "reasoning"),
+        ({"model": "m", "prompt": 5}, "prompt"),
+        ({"model": "m", "prompt": "hi", "temperature": True}, "temperature"),
+        ({"model": "m", "prompt": "hi", "max_tokens": True}, "max_tokens"),
     ],
 )
 def test_bad_request_fields_raise_a_value_error_naming_the_field(

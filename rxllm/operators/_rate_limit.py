@@ -18,7 +18,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reactivex import Observable, abc
 from reactivex.disposable import Disposable, SerialDisposable, SingleAssignmentDisposable
@@ -29,6 +29,9 @@ from ..events import DoneEvent, StreamEvent
 from ..stream import LLMStream
 from ._scheduling import stream_scheduler
 from ._usage import estimate_prompt_tokens
+
+if TYPE_CHECKING:
+    from ..config import Settings
 
 __all__ = ["RateLimiter", "rate_limit"]
 
@@ -145,6 +148,34 @@ class RateLimiter:
         self._paused_until = -math.inf
         self._timer = SerialDisposable()
         self._lock = threading.RLock()
+
+    @classmethod
+    def for_provider(cls, name: str, *, settings: Settings | None = None) -> RateLimiter | None:
+        """The process-wide limiter configured for provider ``name`` (``None`` if unlimited).
+
+        Limits come from configuration (``requests_per_minute`` / ``tokens_per_minute``
+        in the provider's table of ``rxllm.toml``, ``[tool.rxllm]`` or ``RXLLM_*``).
+        Every call for the same provider and limits returns the same limiter, so all
+        streams to that provider share one budget.
+
+        Example:
+            >>> limiter = RateLimiter.for_provider("openai")
+            >>> stream.pipe(rate_limit(limiter)) if limiter else stream
+        """
+        from .. import config, registry
+
+        canonical = registry.canonical_name(name)
+        aliases = registry.provider_class(canonical).aliases
+        configured = (settings or config.settings()).provider(canonical, *aliases)
+        rpm, tpm = configured.requests_per_minute, configured.tokens_per_minute
+        if rpm is None and tpm is None:
+            return None
+        key = (canonical, rpm, tpm)
+        with _configured_lock:
+            limiter = _configured.get(key)
+            if limiter is None:
+                limiter = _configured[key] = cls(requests_per_minute=rpm, tokens_per_minute=tpm)
+            return limiter
 
     def __repr__(self) -> str:
         return (
@@ -299,3 +330,8 @@ def rate_limit(
         return Observable(subscribe)
 
     return operator
+
+
+# Limiters built from configuration, one per (provider, limits): shared process-wide.
+_configured: dict[tuple[str, float | None, float | None], RateLimiter] = {}
+_configured_lock = threading.Lock()

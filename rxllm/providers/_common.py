@@ -13,7 +13,7 @@ __all__ = ["error_for_status", "retry_after_from_headers", "scrub"]
 
 _CONTEXT_TOO_LONG = re.compile(
     r"prompt is too long|context length|context window|maximum context|too many tokens"
-    r"|exceeds the maximum number of tokens|input token count",
+    r"|exceeds the maximum number of tokens|input token count|maximum prompt length",
     re.IGNORECASE,
 )
 

@@ -96,7 +96,7 @@ class AnthropicProvider(Provider[anthropic.AsyncAnthropic]):
     aliases: ClassVar[tuple[str, ...]] = ("claude",)
     api_key_env: ClassVar[tuple[str, ...]] = ("ANTHROPIC_API_KEY",)
     base_url_env: ClassVar[str | None] = "ANTHROPIC_BASE_URL"
-    default_model: ClassVar[str] = "claude-sonnet-4-6"
+    default_model = "claude-sonnet-4-6"
 
     def _make_client(self) -> anthropic.AsyncAnthropic:
         extra: dict[str, Any] = {k: v for k, v in self.options.items() if k in _CLIENT_OPTIONS}

@@ -140,7 +140,7 @@ class GeminiProvider(Provider[genai.Client]):
     aliases: ClassVar[tuple[str, ...]] = ("google",)
     api_key_env: ClassVar[tuple[str, ...]] = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
     base_url_env: ClassVar[str | None] = "GEMINI_BASE_URL"
-    default_model: ClassVar[str] = "gemini-2.5-flash"
+    default_model = "gemini-2.5-flash"
 
     @property
     def raw_stream(self) -> bool:

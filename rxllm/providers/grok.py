@@ -121,7 +121,7 @@ class GrokProvider(Provider[AsyncClient]):
     aliases: ClassVar[tuple[str, ...]] = ("xai",)
     api_key_env: ClassVar[tuple[str, ...]] = ("XAI_API_KEY",)
     base_url_env: ClassVar[str | None] = "XAI_BASE_URL"
-    default_model: ClassVar[str] = "grok-4"
+    default_model = "grok-4"
 
     def _make_client(self) -> AsyncClient:
         host, secure = _address(self.base_url)

@@ -105,7 +105,7 @@ class OpenAIProvider(Provider[openai.AsyncOpenAI]):
     name: ClassVar[str] = "openai"
     api_key_env: ClassVar[tuple[str, ...]] = ("OPENAI_API_KEY",)
     base_url_env: ClassVar[str | None] = "OPENAI_BASE_URL"
-    default_model: ClassVar[str] = "gpt-5-mini"
+    default_model = "gpt-5-mini"
 
     def _make_client(self) -> openai.AsyncOpenAI:
         options: dict[str, Any] = {k: self.options[k] for k in _CLIENT_OPTIONS if k in self.options}

@@ -208,3 +208,15 @@ async def test_a_429_from_the_provider_pauses_the_next_stream_on_the_limiter(
     assert isinstance(events[-1], DoneEvent)
     first, second = emulator.requests
     assert second.started - first.started >= 1.0
+
+
+def test_a_configured_provider_limit_is_one_shared_limiter() -> None:
+    from rxllm.config import load_settings
+
+    settings = load_settings(openai={"requests_per_minute": 30, "tokens_per_minute": 9000})
+    first = RateLimiter.for_provider("openai", settings=settings)
+    again = RateLimiter.for_provider("openai", settings=settings)
+    assert first is not None
+    assert first is again
+    assert (first.requests_per_minute, first.tokens_per_minute) == (30, 9000)
+    assert RateLimiter.for_provider("anthropic", settings=load_settings()) is None
