@@ -18,9 +18,13 @@ def test_the_readme_opens_with_exactly_two_set_up_commands() -> None:
     assert main_job.startswith("python3 -m venv .venv && ")
     assert tests.startswith("python3 -m venv .venv && ")
     assert tests.endswith("tools/check.py")
+    assert "rxllm compare" in main_job
 
 
 def test_the_readme_example_runs_as_written(capsys: pytest.CaptureFixture[str]) -> None:
     (example,) = re.findall(r"```python\n(.*?)```", README, re.S)
     exec(compile(example, "README.md", "exec"), {})
-    assert capsys.readouterr().out.startswith("Hello, world\n")
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "Hello, world: token_limit 10"
+    assert out[1].startswith("Usage(prompt_tokens=")
+    assert out[1].endswith(" length")  # the reply is cut at max_tokens=40
