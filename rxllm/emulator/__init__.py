@@ -3,8 +3,8 @@
 See :class:`Emulator`, and ``_behaviour`` for the per-request knobs.
 """
 
-from ._behaviour import FAULTS, Behaviour, Fault
+from ._behaviour import FAULTS, Behaviour, Fault, with_knobs
 from ._server import Emulator
 from ._state import RecordedRequest
 
-__all__ = ["FAULTS", "Behaviour", "Emulator", "Fault", "RecordedRequest"]
+__all__ = ["FAULTS", "Behaviour", "Emulator", "Fault", "RecordedRequest", "with_knobs"]

@@ -31,7 +31,7 @@ import urllib.parse
 from dataclasses import dataclass, fields, replace
 from typing import Any, Literal, TypeAlias, get_args
 
-__all__ = ["FAULTS", "Behaviour", "Fault", "parse_knobs", "split_model"]
+__all__ = ["FAULTS", "Behaviour", "Fault", "parse_knobs", "split_model", "with_knobs"]
 
 Fault: TypeAlias = Literal[
     "rate_limited",  # 429 + retry-after / RESOURCE_EXHAUSTED
@@ -129,3 +129,14 @@ def split_model(model: str) -> tuple[str, str | None]:
     """``"claude~fault=drop"`` → ``("claude", "fault=drop")``."""
     base, sep, knobs = model.partition(MODEL_SEPARATOR)
     return base, (knobs if sep else None)
+
+
+def with_knobs(model: str, **knobs: object) -> str:
+    """``model`` with emulator knobs appended, values URL-quoted.
+
+    Example:
+        >>> with_knobs("gpt-4o", fault="drop", after=2)
+        'gpt-4o~fault=drop,after=2'
+    """
+    text = ",".join(f"{k}={urllib.parse.quote(str(v), safe='')}" for k, v in knobs.items())
+    return f"{model}{MODEL_SEPARATOR}{text}" if text else model

@@ -4,25 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import urllib.parse
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import httpx2
 import openai
 import pytest
 import pytest_asyncio
 from aiohttp import web
-from reactivex import Observable
 
 from rxllm import errors
-from rxllm.emulator import Emulator
+from rxllm.emulator import Emulator, with_knobs
 from rxllm.emulator._content import tokenize
 from rxllm.events import DoneEvent, FinishReason, ReasoningEvent, StreamEvent, TokenEvent
 from rxllm.providers.openai import OpenAIProvider
 from rxllm.request import Message, StreamRequest
 from rxllm.testing import EMULATOR_KEY
+from tests.providers.support import collect, done_of, run, text_of
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "openai"
 MULTIBYTE = "Grüße aus Zürich — 日本語のテキスト, 한국어 and 🚀👋🏽 façade."
@@ -37,45 +35,7 @@ async def provider(emulator: Emulator) -> AsyncIterator[OpenAIProvider]:
 
 def knobs(model: str = "gpt-4o", **values: object) -> str:
     """``model`` with emulator knobs appended (``gpt-4o~fault=drop,after=2``)."""
-    text = ",".join(f"{k}={urllib.parse.quote(str(v), safe='')}" for k, v in values.items())
-    return f"{model}~{text}"
-
-
-async def run(
-    provider: OpenAIProvider, request: StreamRequest | str, **fields: Any
-) -> tuple[list[StreamEvent], Exception | None]:
-    """Every event the provider yields, and the error that ended the stream (if any)."""
-    events: list[StreamEvent] = []
-    try:
-        async for event in provider.events(provider.request(request, **fields)):
-            events.append(event)
-    except Exception as error:
-        return events, error
-    return events, None
-
-
-def text_of(events: list[StreamEvent]) -> str:
-    return "".join(e.text for e in events if isinstance(e, TokenEvent))
-
-
-def done_of(events: list[StreamEvent]) -> DoneEvent:
-    dones = [e for e in events if isinstance(e, DoneEvent)]
-    assert len(dones) == 1
-    assert events[-1] is dones[0]
-    return dones[0]
-
-
-async def collect(stream: Observable[StreamEvent]) -> list[StreamEvent]:
-    """Subscribe and gather the events until completion (errors raise)."""
-    loop = asyncio.get_running_loop()
-    finished: asyncio.Future[list[StreamEvent]] = loop.create_future()
-    events: list[StreamEvent] = []
-    stream.subscribe(
-        on_next=events.append,
-        on_error=lambda e: finished.done() or finished.set_exception(e),
-        on_completed=lambda: finished.done() or finished.set_result(events),
-    )
-    return await finished
+    return with_knobs(model, **values)
 
 
 # -- mapping -----------------------------------------------------------------------------------

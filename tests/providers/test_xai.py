@@ -3,23 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-import urllib.parse
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 import pytest_asyncio
-from reactivex import Observable
 from reactivex import operators as ops
 
 from rxllm import errors
-from rxllm.emulator import Emulator
+from rxllm.emulator import Emulator, with_knobs
 from rxllm.emulator._content import count_tokens, tokenize
 from rxllm.events import DoneEvent, FinishReason, ReasoningEvent, StreamEvent, TokenEvent
 from rxllm.providers.grok import GrokProvider
 from rxllm.request import Message, StreamRequest
 from rxllm.testing import EMULATOR_KEY
 from tests.fixtures.xai.replay import ReplayServer
+from tests.providers.support import collect, done_of, run, text_of
 
 MULTIBYTE = "Grüße aus Zürich — 日本語のテキスト, 한국어 and 🚀👋🏽 👨\u200d👩\u200d👧 façade."
 
@@ -33,50 +32,7 @@ async def provider(emulator: Emulator) -> AsyncIterator[GrokProvider]:
 
 def knobs(model: str = "grok-4", **values: object) -> str:
     """``model`` with emulator knobs appended (``grok-4~fault=drop,after=2``)."""
-    text = ",".join(f"{k}={urllib.parse.quote(str(v), safe='')}" for k, v in values.items())
-    return f"{model}~{text}"
-
-
-async def run(
-    provider: GrokProvider, request: StreamRequest | str, **fields: Any
-) -> tuple[list[StreamEvent], Exception | None]:
-    """Every event the provider yields, and the error that ended the stream (if any)."""
-    events: list[StreamEvent] = []
-    try:
-        async for event in provider.events(provider.request(request, **fields)):
-            events.append(event)
-    except Exception as error:
-        return events, error
-    return events, None
-
-
-def text_of(events: list[StreamEvent]) -> str:
-    return "".join(e.text for e in events if isinstance(e, TokenEvent))
-
-
-def done_of(events: list[StreamEvent]) -> DoneEvent:
-    dones = [e for e in events if isinstance(e, DoneEvent)]
-    assert len(dones) == 1
-    assert events[-1] is dones[0]
-    return dones[0]
-
-
-async def collect(stream: Observable[StreamEvent]) -> list[StreamEvent]:
-    """Subscribe and gather the events until completion (errors raise)."""
-    loop = asyncio.get_running_loop()
-    finished: asyncio.Future[list[StreamEvent]] = loop.create_future()
-    events: list[StreamEvent] = []
-
-    def on_error(error: Exception) -> None:
-        if not finished.done():
-            finished.set_exception(error)
-
-    def on_completed() -> None:
-        if not finished.done():
-            finished.set_result(events)
-
-    stream.subscribe(on_next=events.append, on_error=on_error, on_completed=on_completed)
-    return await finished
+    return with_knobs(model, **values)
 
 
 # -- mapping --------------------------------------------------------------------------------
