@@ -1,0 +1,288 @@
+"""Bind models to the real service where an API key exists, else to rxllm's local emulator.
+
+The ``rxllm`` command line and the notebooks use this so that they run on a
+fresh machine with no key at all, and use the real services as soon as keys
+are set. It always says which: one notice per provider ("anthropic: no
+ANTHROPIC_API_KEY set, using the local emulator at http://127.0.0.1:…").
+
+Two forms, for the two places it is used:
+
+- ``async with connect(*specs) as models:`` (scripts, the command line): the
+  emulator, if one is needed, is started for the block and stopped after it,
+  and every provider is closed.
+- ``models = await connect(*specs)`` (Jupyter, any long-lived loop): the
+  models stay bound; providers without a key share one emulator per event
+  loop, started the first time it is needed and kept running for the loop.
+
+Everything (model strings, the catalog) is checked before an emulator starts.
+
+Example:
+    >>> claude, gpt = await connect("anthropic:claude-haiku-4-5", "openai:gpt-5-mini")
+    anthropic: no ANTHROPIC_API_KEY set, using the local emulator at http://127.0.0.1:…
+    openai: no OPENAI_API_KEY set, using the local emulator at http://127.0.0.1:…
+    >>> await claude.generate("Hi", max_tokens=20)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import weakref
+from collections.abc import Callable, Generator, Iterator, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, overload
+
+from . import registry
+from .errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from .emulator import Emulator
+
+__all__ = ["EMULATED_PROVIDERS", "Connection", "Route", "connect"]
+
+EMULATED_PROVIDERS: tuple[str, ...] = ("anthropic", "openai", "gemini", "grok")
+"""The providers rxllm's emulator speaks."""
+
+_EMULATOR_KEY = "emulator-key"
+"""What rxllm presents to an emulator it started itself (which accepts any key)."""
+
+_shared: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[Emulator]] = (
+    weakref.WeakKeyDictionary()
+)
+"""The emulator shared by ``await connect(...)`` on each event loop."""
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Where one provider's requests go, and why."""
+
+    provider: str
+    emulated: bool
+    base_url: str | None
+    """``None``: the provider SDK's default (the real service)."""
+    reason: str
+    """Why: ``"no ANTHROPIC_API_KEY set"``, ``"asked to emulate"``, ``"API key found"``."""
+
+    def describe(self) -> str:
+        """The one-line notice: ``"grok: no XAI_API_KEY set, using the local emulator at …"``."""
+        if self.emulated:
+            return f"{self.provider}: {self.reason}, using the local emulator at {self.base_url}"
+        where = self.base_url or "the real service"
+        return f"{self.provider}: {self.reason}, using {where}"
+
+
+class Connection(Sequence[registry.BoundModel]):
+    """The bound models, in the order asked for, and where each provider's requests go.
+
+    A sequence (``claude, gpt = connection``) that can also be indexed by
+    ``"provider:model"`` or by provider name. ``aclose()`` closes the providers
+    (and the emulator, when this connection started its own).
+    """
+
+    def __init__(
+        self,
+        models: list[registry.BoundModel],
+        routes: dict[str, Route],
+        emulator: Emulator | None,
+        *,
+        owns_emulator: bool,
+    ) -> None:
+        self.models = models
+        self.routes = routes
+        self.emulator = emulator
+        self._owns_emulator = owns_emulator
+        self._closed = False
+
+    @property
+    def emulated(self) -> list[str]:
+        """The providers served by the emulator."""
+        return [name for name, route in self.routes.items() if route.emulated]
+
+    @overload
+    def __getitem__(self, index: int) -> registry.BoundModel: ...
+    @overload
+    def __getitem__(self, index: str) -> registry.BoundModel: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[registry.BoundModel]: ...
+    def __getitem__(self, index: int | slice | str) -> Any:
+        if isinstance(index, str):
+            for bound in self.models:
+                if index in (bound.spec, bound.provider.name):
+                    return bound
+            raise KeyError(index)
+        return self.models[index]
+
+    def __len__(self) -> int:
+        return len(self.models)
+
+    def __iter__(self) -> Iterator[registry.BoundModel]:
+        return iter(self.models)
+
+    def __repr__(self) -> str:
+        specs = ", ".join(
+            f"{m.spec} ({'emulated' if self.routes[m.provider.name].emulated else 'real'})"
+            for m in self.models
+        )
+        return f"<Connection {specs}>"
+
+    async def aclose(self) -> None:
+        """Close every provider (its connection pool), then the emulator if this one owns it."""
+        if self._closed:
+            return
+        self._closed = True
+        for provider in {id(m.provider): m.provider for m in self.models}.values():
+            await provider.aclose()
+        if self._owns_emulator and self.emulator is not None:
+            await self.emulator.stop()
+
+
+class _Connecting:
+    """What :func:`connect` returns: awaitable (stays open) and an async context manager."""
+
+    def __init__(
+        self,
+        specs: Sequence[str],
+        emulate: bool,
+        notice: Callable[[str], None] | None,
+        options: dict[str, Any],
+    ) -> None:
+        self._specs = specs
+        self._emulate = emulate
+        self._notice = notice
+        self._options = options
+        self._connection: Connection | None = None
+
+    def __await__(self) -> Generator[Any, None, Connection]:
+        return _bind(
+            self._specs, self._emulate, self._notice, self._options, shared=True
+        ).__await__()
+
+    async def __aenter__(self) -> Connection:
+        self._connection = await _bind(
+            self._specs, self._emulate, self._notice, self._options, shared=False
+        )
+        return self._connection
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._connection is not None:
+            await self._connection.aclose()
+
+
+def connect(
+    *specs: str,
+    emulate: bool = False,
+    notice: Callable[[str], None] | None = print,
+    **options: Any,
+) -> _Connecting:
+    """Bind ``"provider:model"`` specs: the real service where a key exists, else the emulator.
+
+    Args:
+        *specs: model strings, e.g. ``"anthropic:claude-haiku-4-5"``.
+        emulate: use the emulator for every provider, keys or not.
+        notice: called with one line per provider saying where its requests go
+            (default ``print``; ``None`` says nothing).
+        **options: for :func:`rxllm.registry.model` (``timeout=``, ``allow_unknown_model=``...).
+
+    Raises:
+        ConfigurationError: a malformed spec, an unknown provider or model, or a
+            provider with no key that the emulator does not speak.
+    """
+    if not specs:
+        raise ValueError("connect() needs at least one 'provider:model'")
+    return _Connecting(specs, emulate, notice, options)
+
+
+def _has_key(name: str) -> bool:
+    from . import config
+
+    cls = registry.provider_class(name)
+    if any(os.environ.get(variable) for variable in getattr(cls, "api_key_env", ())):
+        return True
+    return config.settings().provider(cls.name, *cls.aliases).api_key is not None
+
+
+async def _bind(
+    specs: Sequence[str],
+    emulate: bool,
+    notice: Callable[[str], None] | None,
+    options: dict[str, Any],
+    *,
+    shared: bool,
+) -> Connection:
+    wanted: list[tuple[str, str]] = []
+    routes: dict[str, Route] = {}
+    for spec in specs:
+        provider_part, model_id = registry.parse_model_spec(spec)
+        name = registry.canonical_name(provider_part)
+        wanted.append((name, model_id))
+        if name in routes:
+            continue
+        if not emulate and _has_key(name):
+            routes[name] = Route(name, False, None, "API key found")
+            continue
+        cls = registry.provider_class(name)
+        variables = " or ".join(getattr(cls, "api_key_env", ()))
+        if name not in EMULATED_PROVIDERS:
+            raise ConfigurationError(
+                f"no API key for {name}: set {variables or 'its API key'} "
+                "(the local emulator speaks only " + ", ".join(EMULATED_PROVIDERS) + ")",
+                provider=name,
+            )
+        reason = "asked to emulate" if emulate else f"no {variables} set"
+        routes[name] = Route(name, True, None, reason)
+    # Check every model (and the real providers' configuration) before starting anything.
+    for name, model_id in wanted:
+        if routes[name].emulated:
+            registry.model(f"{name}:{model_id}", api_key=_EMULATOR_KEY, **options)
+    emulator: Emulator | None = None
+    if any(route.emulated for route in routes.values()):
+        emulator = await (_shared_emulator() if shared else _own_emulator())
+    bound: list[registry.BoundModel] = []
+    providers: dict[str, Any] = {}
+    for name, model_id in wanted:
+        if name in providers:  # one provider object (one connection pool) per provider
+            bound.append(registry.BoundModel(providers[name], model_id))
+            continue
+        route = routes[name]
+        if route.emulated:
+            assert emulator is not None
+            url = emulator.base_url(name)
+            model = registry.model(
+                f"{name}:{model_id}", api_key=_EMULATOR_KEY, base_url=url, **options
+            )
+        else:
+            model = registry.model(f"{name}:{model_id}", **options)
+        providers[name] = model.provider
+        routes[name] = Route(name, route.emulated, model.provider.base_url, route.reason)
+        bound.append(model)
+    if notice is not None:
+        for route in routes.values():
+            notice(route.describe())
+    return Connection(bound, routes, emulator, owns_emulator=not shared)
+
+
+async def _own_emulator() -> Emulator:
+    from .emulator import Emulator
+
+    emulator = Emulator()
+    await emulator.start()
+    return emulator
+
+
+async def _shared_emulator() -> Emulator:
+    loop = asyncio.get_running_loop()
+    starting = _shared.get(loop)
+    if starting is None:  # the first caller starts it; concurrent callers wait for it
+        starting = _shared[loop] = loop.create_task(_own_emulator())
+    try:
+        return await asyncio.shield(starting)
+    except BaseException:
+        if starting.done() and _shared.get(loop) is starting:
+            del _shared[loop]
+        raise
