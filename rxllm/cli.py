@@ -1,10 +1,13 @@
 """The ``rxllm`` command line: stream, compare, models, emulate.
 
 Providers without an API key (or all of them with ``--emulate``) are served by
-rxllm's local emulator, started in-process; the command says so on screen.
-Ctrl-C stops the streams cleanly (connections closed) and prints the usage so
-far. Errors are one readable line unless ``--debug``; the exit code is
-non-zero when a stream failed.
+rxllm's local emulator, started in-process (see :mod:`rxllm.connect`); the
+command says on stderr where each provider's requests go. ``rxllm stream``
+writes exactly the reply on stdout and everything else (notices, reasoning,
+usage) on stderr, so its output can be piped. Ctrl-C stops the streams
+cleanly (the server sees each connection close), prints the usage so far and
+exits with 130. Errors are one readable line unless ``--debug``; the exit
+code is 1 when a stream failed, 2 for a bad command line or configuration.
 """
 
 from __future__ import annotations
@@ -12,20 +15,25 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import sys
-from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, TextIO
 
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
 from . import catalog, registry
-from .compare import Comparison, LaneEvent, LaneMetrics, compare
+from .compare import Comparison, LaneEvent, compare
+from .connect import connect
 from .errors import ConfigurationError, RxllmError
 from .events import DoneEvent, ReasoningEvent, StreamEvent, TokenEvent, Usage
+from .notebook import metrics_line
+from .operators._usage import UsageMeter
 
 __all__ = ["main"]
 
@@ -50,10 +58,14 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--temperature", type=float, default=None)
         p.add_argument("--reasoning", action="store_true", help="ask for reasoning/thinking")
         p.add_argument("--emulate", action="store_true", help="use the local emulator for all")
-        p.add_argument("--debug", action="store_true", help="show tracebacks")
+        p.add_argument(
+            "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks"
+        )
 
     stream = sub.add_parser("stream", help="stream one model's reply")
-    stream.add_argument("-m", "--model", default="anthropic:claude-sonnet-4-6")
+    stream.add_argument(
+        "-m", "--model", default=None, help="provider:model (default: Anthropic's default)"
+    )
     request_options(stream)
 
     cmp = sub.add_parser("compare", help="stream several models side by side")
@@ -77,8 +89,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``rxllm`` command."""
     args = _parser().parse_args(argv)
-    console = Console(highlight=False)
-    errors = Console(stderr=True, highlight=False)
+    console = _console(sys.stdout)
+    errors = _console(sys.stderr)
     try:
         if args.command == "models":
             return _models(console, args.provider)
@@ -94,56 +106,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (RxllmError, ValueError) as error:
         if args.debug:
             raise
-        errors.print(f"[red]error:[/] {_one_line(error)}")
-        return EXIT_ERROR if isinstance(error, RxllmError) else EXIT_USAGE
+        errors.print(f"[red]error:[/] {escape(_one_line(error))}")
+        usage = isinstance(error, ConfigurationError) or not isinstance(error, RxllmError)
+        return EXIT_USAGE if usage else EXIT_ERROR
+
+
+def _console(stream: TextIO) -> Console:
+    """A rich console; when not a terminal (a pipe, a file), wide enough for the tables."""
+    console = Console(file=stream, highlight=False, soft_wrap=True)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console = Console(file=stream, highlight=False, soft_wrap=True, width=160)
+    return console
 
 
 def _one_line(error: BaseException) -> str:
     lines = str(error).strip().splitlines()
-    return lines[0] if lines else type(error).__name__
+    name = type(error).__name__
+    return f"{name}: {lines[0]}" if lines else name
 
 
 # -- providers, real or emulated ----------------------------------------------------------
 
 
-@contextlib.asynccontextmanager
-async def _bound_models(
-    specs: Sequence[str], *, emulate: bool, notice: Console
-) -> AsyncIterator[list[registry.BoundModel]]:
-    """Bind ``provider:model`` specs; providers without a key (or all) use the emulator.
+def _connect(specs: Sequence[str], args: argparse.Namespace, notice: Console) -> Any:
+    """The models, from the real services where keys are set, else the emulator (and say so)."""
 
-    Everything is checked (model strings, catalog) before the emulator starts.
-    """
-    wanted: list[tuple[str, str]] = []
-    for spec in specs:
-        name, model = registry.parse_model_spec(spec)
-        wanted.append((registry.canonical_name(name), model))
-    async with contextlib.AsyncExitStack() as stack:
-        emu: Any = None
-        bound: list[registry.BoundModel] = []
-        told: set[str] = set()
-        for name, model in wanted:
-            spec = f"{name}:{model}"
-            try:
-                if emulate:
-                    raise ConfigurationError("--emulate")
-                chosen = registry.model(spec)
-            except ConfigurationError as missing:
-                if "API key" not in str(missing) and not emulate:
-                    raise
-                if emu is None:
-                    from .emulator import Emulator
+    def tell(line: str) -> None:
+        notice.print(f"[yellow]{escape(line)}[/]")
 
-                    emu = await stack.enter_async_context(Emulator())
-                if name not in told:
-                    told.add(name)
-                    variables = " or ".join(registry.provider_class(name).api_key_env)
-                    why = "--emulate" if emulate else f"no {variables} set"
-                    notice.print(f"[yellow]{name}: {why}, using the local emulator[/]")
-                chosen = registry.model(spec, api_key="emulator-key", base_url=emu.base_url(name))
-            stack.push_async_callback(chosen.provider.aclose)
-            bound.append(chosen)
-        yield bound
+    return connect(*specs, emulate=args.emulate, notice=tell)
 
 
 def _request_fields(args: argparse.Namespace) -> dict[str, Any]:
@@ -171,30 +162,62 @@ def _usage_line(usage: Usage | None, finish: str | None) -> str:
     )
 
 
+def _partial_usage(meter: UsageMeter) -> str:
+    """What a stream stopped by Ctrl-C used: exact if its done arrived, else estimated."""
+    usage = meter.usage()
+    if meter.estimated:
+        usage = usage.with_cost(catalog.cost(meter.provider, meter.model, usage))
+        return "partial " + _usage_line(usage, None) + " (estimated)"
+    return _usage_line(usage, None)
+
+
+async def _settle(before: set[asyncio.Task[Any]], within: float = 2.0) -> None:
+    """After a dispose, let the cancelled streams' tasks finish before the loop closes.
+
+    Disposing cancels each stream's task; its cleanup (closing the HTTP response,
+    cancelling the gRPC call) runs on the next turns of the loop. Waiting for
+    the tasks started since ``before`` makes sure the server sees the
+    disconnect before the process exits.
+    """
+    current = asyncio.current_task()
+    pending = {t for t in asyncio.all_tasks() if t not in before and t is not current}
+    if pending:
+        await asyncio.wait(pending, timeout=within)
+
+
 # -- rxllm stream -------------------------------------------------------------------------
 
 
 async def _stream(console: Console, errors: Console, args: argparse.Namespace) -> int:
+    """The reply on stdout (exactly its text); reasoning, notices and usage on stderr."""
     fields = _request_fields(args)
-    async with _bound_models([args.model], emulate=args.emulate, notice=errors) as (bound,):
+    out = console.file
+    spec = args.model or f"anthropic:{catalog.default_model('anthropic')}"
+    async with _connect([spec], args, errors) as (bound,):
         stream = bound.stream(args.prompt, **fields)
-        seen: list[StreamEvent] = []
+        meter = UsageMeter(stream)
+        done: list[DoneEvent] = []
         finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         in_reasoning = False
 
         def on_next(event: StreamEvent) -> None:
             nonlocal in_reasoning
-            seen.append(event)
+            meter.observe(event)
             if isinstance(event, ReasoningEvent):
                 if not in_reasoning:
-                    console.print("[dim italic]thinking: [/]", end="")
+                    errors.print("[dim italic]thinking: [/]", end="")
                     in_reasoning = True
-                console.print(Text(event.text, style="dim italic"), end="")
+                errors.print(Text(event.text, style="dim italic"), end="")
+                errors.file.flush()
             elif isinstance(event, TokenEvent):
                 if in_reasoning:
-                    console.print()
+                    errors.print()
+                    errors.file.flush()
                     in_reasoning = False
-                console.print(Text(event.text), end="")
+                out.write(event.text)
+                out.flush()
+            elif isinstance(event, DoneEvent):
+                done.append(event)
 
         def on_error(error: Exception) -> None:
             if not finished.done():
@@ -204,37 +227,36 @@ async def _stream(console: Console, errors: Console, args: argparse.Namespace) -
             if not finished.done():
                 finished.set_result(None)
 
+        before = asyncio.all_tasks()
         subscription = stream.subscribe(on_next, on_error, on_completed)
         try:
             await finished
-        except asyncio.CancelledError:
+        except asyncio.CancelledError:  # Ctrl-C: asyncio.run cancels this task
             subscription.dispose()
-            console.print()
-            errors.print(f"[yellow]stopped[/] · {_partial_usage(seen)}")
-            raise KeyboardInterrupt from None
+            await _settle(before)
+            out.write("\n")
+            out.flush()
+            errors.print(f"[yellow]stopped[/] · {escape(_partial_usage(meter))}")
+            return EXIT_INTERRUPTED
         except RxllmError as error:
-            console.print()
+            if meter.produced:
+                out.write("\n")
+                out.flush()
             if args.debug:
                 raise
-            errors.print(f"[red]error:[/] {_one_line(error)}")
+            errors.print(f"[red]error:[/] {escape(_one_line(error))}")
             raise _Failed from error
         finally:
             subscription.dispose()
-        console.print()
-        done = next((e for e in reversed(seen) if isinstance(e, DoneEvent)), None)
-        if done is not None:
-            console.print(
-                f"[dim]{done.provider}:{done.model} · "
-                f"{_usage_line(done.usage, str(done.finish_reason))}[/]"
+        out.write("\n")
+        out.flush()
+        if done:
+            last = done[-1]
+            errors.print(
+                f"[dim]{escape(last.provider)}:{escape(last.model)} · "
+                f"{escape(_usage_line(last.usage, str(last.finish_reason)))}[/]"
             )
     return EXIT_OK
-
-
-def _partial_usage(events: list[StreamEvent]) -> str:
-    tokens = sum(1 for e in events if isinstance(e, TokenEvent))
-    reasoning = sum(1 for e in events if isinstance(e, ReasoningEvent))
-    extra = f" + {reasoning} reasoning events" if reasoning else ""
-    return f"partial usage: ~{tokens} completion tokens received{extra}"
 
 
 # -- rxllm compare ------------------------------------------------------------------------
@@ -257,20 +279,33 @@ def _lanes_view(comparison: Comparison, texts: dict[str, list[str]]) -> Any:
         body = Text("".join(texts.get(lane, [])))
         if m is not None and m.error:
             body.append(f"\n{m.error}", style="red")
-        subtitle = _metrics_text(m) if m is not None else ""
-        cells.append(Panel(body, title=lane, subtitle=subtitle, subtitle_align="left"))
+        subtitle = Text(metrics_line(m)) if m is not None else ""
+        cells.append(Panel(body, title=Text(lane), subtitle=subtitle, subtitle_align="left"))
     panels.add_row(*cells)
     return panels
 
 
-def _metrics_text(m: LaneMetrics) -> str:
-    from .notebook import metrics_line
+def _lane_texts(console: Console, comparison: Comparison, texts: dict[str, list[str]]) -> None:
+    """Each lane's whole text under its name (when stdout is not a terminal)."""
+    for lane in comparison.lanes:
+        console.rule(Text(lane), align="left")
+        console.print(Text("".join(texts[lane])), soft_wrap=True)
+        m = comparison.latest.get(lane)
+        if m is not None and m.error:
+            console.print(Text(m.error, style="red"), soft_wrap=True)
+    console.rule()
 
-    return metrics_line(m)
+
+def _cell(column: str, value: Any) -> str:
+    if value is None:
+        return ""
+    if column == "cost_usd" and isinstance(value, float):
+        return f"{value:.6f}"
+    return str(value)
 
 
-def _summary_table(comparison: Comparison) -> Table:
-    table = Table(title="rxllm compare")
+def _summary_table(comparison: Comparison, title: str = "rxllm compare") -> Table:
+    table = Table(title=title)
     columns = (
         "lane",
         "ttft_s",
@@ -282,56 +317,75 @@ def _summary_table(comparison: Comparison) -> Table:
         "error",
     )
     for column in columns:
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for row in comparison.summary():
-        table.add_row(*("" if row[c] is None else str(row[c]) for c in columns))
+        cells = [_cell(c, row[c]) for c in columns]
+        table.add_row(*(Text(cell) for cell in cells))
     return table
 
 
 async def _compare(console: Console, errors: Console, args: argparse.Namespace) -> int:
     specs = args.models or _default_models()
     fields = _request_fields(args)
-    async with _bound_models(specs, emulate=args.emulate, notice=errors) as bound:
-        comparison = compare(args.prompt, bound, **fields)
+    async with _connect(specs, args, errors) as bound:
+        comparison = compare(args.prompt, list(bound), **fields)
         texts: dict[str, list[str]] = {lane: [] for lane in comparison.lanes}
+        meters = {lane: UsageMeter(comparison.streams[lane]) for lane in comparison.lanes}
         finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
-        with Live(
-            _lanes_view(comparison, texts), console=console, refresh_per_second=8, transient=False
-        ) as live:
+        def on_next(item: LaneEvent) -> None:
+            meters[item.lane].observe(item.event)
+            if isinstance(item.event, TokenEvent):
+                texts[item.lane].append(item.event.text)
 
-            def on_next(item: LaneEvent) -> None:
-                if isinstance(item.event, TokenEvent):
-                    texts[item.lane].append(item.event.text)
+        def on_completed() -> None:
+            if not finished.done():
+                finished.set_result(None)
 
-            def on_completed() -> None:
-                if not finished.done():
-                    finished.set_result(None)
+        def on_error(error: Exception) -> None:
+            if not finished.done():
+                finished.set_exception(error)
 
-            def on_error(error: Exception) -> None:
-                if not finished.done():
-                    finished.set_exception(error)
-
-            subscription = comparison.subscribe(on_next, on_error, on_completed)
-            refresher = asyncio.create_task(_refresh(live, comparison, texts))
-            try:
-                await finished
-            except asyncio.CancelledError:
-                subscription.dispose()
+        live: Live | None = None
+        if console.is_terminal:
+            live = Live(
+                _lanes_view(comparison, texts),
+                console=console,
+                refresh_per_second=8,
+                transient=False,
+            )
+            live.start()
+        before = asyncio.all_tasks()
+        subscription = comparison.subscribe(on_next, on_error, on_completed)
+        refresher = asyncio.create_task(_refresh(live, comparison, texts)) if live else None
+        interrupted = False
+        try:
+            await finished
+        except asyncio.CancelledError:  # Ctrl-C: asyncio.run cancels this task
+            interrupted = True
+            subscription.dispose()
+            if refresher is not None:
                 refresher.cancel()
+            await _settle(before)
+        finally:
+            subscription.dispose()
+            if refresher is not None:
+                refresher.cancel()
+            if live is not None:
                 live.update(_lanes_view(comparison, texts))
                 live.stop()
-                console.print(_summary_table(comparison))
-                errors.print("[yellow]stopped[/] · usage above is what each lane had reported")
-                raise KeyboardInterrupt from None
-            finally:
-                subscription.dispose()
-                refresher.cancel()
-            live.update(_lanes_view(comparison, texts))
+        if live is None:
+            _lane_texts(console, comparison, texts)
         console.print(_summary_table(comparison))
+        if interrupted:
+            for lane, meter in meters.items():
+                m = comparison.latest.get(lane)
+                if m is None or not m.finished:
+                    errors.print(f"[yellow]{escape(lane)} stopped[/] · {_partial_usage(meter)}")
+            return EXIT_INTERRUPTED
         failed = [m for m in comparison.latest.values() if m.error]
         for m in failed:
-            errors.print(f"[red]{m.lane}:[/] {m.error}")
+            errors.print(f"[red]{escape(m.lane)}:[/] {escape(m.error or '')}")
     return EXIT_ERROR if failed else EXIT_OK
 
 
