@@ -10,6 +10,7 @@ connection.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -18,14 +19,23 @@ from typing import TYPE_CHECKING, Any
 import reactivex
 from reactivex import Observable, abc
 from reactivex import operators as ops
+from reactivex.scheduler.eventloop import AsyncIOScheduler
 
-from .events import DoneEvent, ErrorEvent, FinishReason, StreamEvent, TokenEvent, Usage
+from .events import (
+    DoneEvent,
+    ErrorEvent,
+    FinishReason,
+    ReasoningEvent,
+    StreamEvent,
+    TokenEvent,
+    Usage,
+)
 from .request import StreamRequest
 
 if TYPE_CHECKING:
     from .stream import LLMStream
 
-__all__ = ["Comparison", "LaneEvent", "LaneMetrics", "compare"]
+__all__ = ["Comparison", "LaneEvent", "LaneMetrics", "LaneResult", "compare"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +96,25 @@ class LaneEvent:
     lane: str
     event: StreamEvent
     metrics: LaneMetrics
+
+
+@dataclass(frozen=True, slots=True)
+class LaneResult:
+    """One lane of a finished comparison: its whole text, reasoning and final metrics."""
+
+    lane: str
+    text: str
+    reasoning: str
+    metrics: LaneMetrics
+
+    @property
+    def usage(self) -> Usage | None:
+        return self.metrics.usage
+
+    @property
+    def error(self) -> str | None:
+        """The lane's error, one line (``None`` when it finished)."""
+        return self.metrics.error
 
 
 def _advance(metrics: LaneMetrics, event: StreamEvent, elapsed: float) -> LaneMetrics:
@@ -180,6 +209,43 @@ class Comparison(Observable[LaneEvent]):
         )
         return merged.pipe(ops.do_action(remember)).subscribe(observer, scheduler=scheduler)
 
+    async def collect(self) -> dict[str, LaneResult]:
+        """Run every lane to its end on the running loop; each lane's result by name.
+
+        A failing lane's result carries its error (``result.error``); the
+        others are unaffected. Cancelling the awaiting task stops every lane.
+        """
+        loop = asyncio.get_running_loop()
+        ended: asyncio.Future[None] = loop.create_future()
+        texts: dict[str, list[str]] = {name: [] for name in self.streams}
+        thoughts: dict[str, list[str]] = {name: [] for name in self.streams}
+
+        def on_next(item: LaneEvent) -> None:
+            if isinstance(item.event, TokenEvent):
+                texts[item.lane].append(item.event.text)
+            elif isinstance(item.event, ReasoningEvent):
+                thoughts[item.lane].append(item.event.text)
+
+        def on_error(error: Exception) -> None:
+            if not ended.done():
+                ended.set_exception(error)
+
+        def on_completed() -> None:
+            if not ended.done():
+                ended.set_result(None)
+
+        subscription = self.subscribe(
+            on_next, on_error, on_completed, scheduler=AsyncIOScheduler(loop)
+        )
+        try:
+            await ended
+        finally:
+            subscription.dispose()
+        return {
+            name: LaneResult(name, "".join(texts[name]), "".join(thoughts[name]), metrics)
+            for name, metrics in self.latest.items()
+        }
+
     def summary(self) -> list[dict[str, Any]]:
         """One plain row per lane (see :meth:`LaneMetrics.row`)."""
         return [self.latest[name].row() for name in self.streams if name in self.latest]
@@ -191,6 +257,15 @@ class Comparison(Observable[LaneEvent]):
         except ImportError as error:  # pragma: no cover - depends on the environment
             raise ImportError("to_dataframe() needs pandas: pip install pandas") from error
         return pd.DataFrame(self.summary()).set_index("lane")
+
+    def _ipython_display_(self) -> None:
+        """Evaluating a comparison in a Jupyter cell runs it with the live display."""
+        from .notebook import show
+
+        show(self)
+
+    def __repr__(self) -> str:
+        return f"<Comparison {', '.join(self.streams)}>"
 
 
 def compare(
@@ -206,9 +281,10 @@ def compare(
         **request_fields: request fields for every lane (``max_tokens=``, ``system=``...).
 
     Example:
-        >>> cmp = rxllm.compare("Explain TCP", models=["anthropic:claude-sonnet-4-5",
-        ...                                            "openai:gpt-5-mini"], max_tokens=200)
-        >>> await rxllm.collect_lanes(cmp)   # or rxllm.notebook.show(cmp)
+        >>> cmp = compare("Explain TCP", models=["anthropic:claude-sonnet-4-6",
+        ...                                      "openai:gpt-5-mini"], max_tokens=200)
+        >>> results = await cmp.collect()   # or: await rxllm.notebook.show(cmp)
+        >>> results["openai:gpt-5-mini"].text
         >>> cmp.summary()
     """
     from .registry import model as bind
