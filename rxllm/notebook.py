@@ -10,14 +10,16 @@ needed: only ``IPython.display`` handles.
 
 ``await show(...)`` waits until the stream ends (use it when a later cell
 needs the result); without ``await`` the stream keeps running in the
-background on the kernel's event loop.
+background on the kernel's event loop. Either way the display is already on
+screen, so the value the cell ends with adds no second copy of it; evaluated
+in a later cell, a ``Live`` or ``LiveView`` shows a snapshot.
 """
 
 from __future__ import annotations
 
 import asyncio
 import html
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -27,6 +29,7 @@ from reactivex.disposable import SerialDisposable
 from .compare import Comparison, LaneEvent, LaneMetrics, _fresh
 from .events import StreamEvent
 from .operators._scheduling import stream_scheduler
+from .operators._usage import stream_identity
 
 __all__ = ["LiveView", "show"]
 
@@ -66,6 +69,17 @@ _STYLE = (
 )
 
 
+def _execution_count() -> int | None:
+    """The running IPython cell's number (``None`` outside IPython)."""
+    try:
+        from IPython import get_ipython  # type: ignore[attr-defined,unused-ignore]
+    except ImportError:  # pragma: no cover - IPython comes with Jupyter
+        return None
+    shell = get_ipython()  # type: ignore[no-untyped-call,unused-ignore]
+    count = getattr(shell, "execution_count", None)
+    return count if isinstance(count, int) else None
+
+
 class LiveView:
     """The state of a display and its HTML; fed events, rendered on demand."""
 
@@ -74,6 +88,32 @@ class LiveView:
         self.lanes = {name: _Lane(_fresh(name)) for name in lanes}
         self.redraws = 0
         self.failure: str | None = None
+        self.shown_in: int | None = None
+        """The IPython cell whose output shows this view live."""
+        self.stopped = False
+        """``Live.stop()`` ended it before the streams did."""
+
+    def text(self, lane: str | None = None) -> str:
+        """A lane's text so far (the only lane's, for a single stream)."""
+        name = lane if lane is not None else next(iter(self.lanes))
+        return "".join(self.lanes[name].text)
+
+    def _ipython_display_(self) -> None:
+        # In the cell that shows it live, it is on screen already; later, a snapshot.
+        if self.shown_in is not None and self.shown_in == _execution_count():
+            return
+        from IPython.display import display  # type: ignore[attr-defined,unused-ignore]
+
+        display(_HTML(self.render()))  # type: ignore[no-untyped-call,unused-ignore]
+
+    def _repr_html_(self) -> str:
+        return self.render()
+
+    def __repr__(self) -> str:
+        lanes = "; ".join(
+            f"{name}: {metrics_line(lane.metrics)}" for name, lane in self.lanes.items()
+        )
+        return f"<LiveView {lanes}>"
 
     def add(self, lane: str, event: StreamEvent, metrics: LaneMetrics) -> None:
         state = self.lanes.setdefault(lane, _Lane(metrics))
@@ -88,6 +128,8 @@ class LiveView:
         failure = (
             f'<div class="rxllm-error">{html.escape(self.failure)}</div>' if self.failure else ""
         )
+        if self.stopped:
+            failure += '<div class="rxllm-metrics">stopped</div>'
         return f'{_STYLE}<div class="rxllm-lanes">{columns}</div>{failure}'
 
     def _lane_html(self, name: str, lane: _Lane) -> str:
@@ -133,18 +175,27 @@ class Live:
         self.view = view
         self._done = done
         self._subscription = SerialDisposable()
+        self._stopped: Callable[[], None] | None = None
 
     def stop(self) -> None:
-        """Stop the stream(s) (closes their connections)."""
+        """Stop the stream(s) (closes their connections); the display shows where they stopped."""
         self._subscription.dispose()
+        if self._stopped is not None:
+            self._stopped()
 
     def __await__(self) -> Generator[Any, None, LiveView]:
         if self._done is not None:
             yield from asyncio.shield(self._done).__await__()
         return self.view
 
+    def _ipython_display_(self) -> None:
+        self.view._ipython_display_()
+
     def _repr_html_(self) -> str:
         return self.view.render()
+
+    def __repr__(self) -> str:
+        return f"<Live {self.view!r}>"
 
 
 def show(
@@ -177,8 +228,11 @@ def show(
         view = LiveView(source.lanes, single=False)
         lanes = source
     else:
-        view = LiveView(["stream"], single=True)
-        lanes = _single_lane(source)
+        provider, model = stream_identity(source)
+        name = f"{provider}:{model}" if provider else "stream"
+        view = LiveView([name], single=True)
+        lanes = Comparison({name: source})
+    view.shown_in = _execution_count()
     try:
         loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
     except RuntimeError:
@@ -210,7 +264,13 @@ def show(
         if pending is None:
             pending = sched.schedule_relative(interval, tick)
 
+    ended = False
+
     def finish(error: Exception | None = None) -> None:
+        nonlocal ended
+        if ended:
+            return
+        ended = True
         if error is not None:
             view.failure = f"{type(error).__name__}: {error}"
         if pending is not None:
@@ -219,13 +279,12 @@ def show(
         if done is not None and not done.done():
             done.set_result(None)
 
+    def stopped() -> None:
+        if not ended:
+            view.stopped = True
+            finish()
+
+    live._stopped = stopped
     draw()
     live._subscription.disposable = lanes.subscribe(on_next, finish, finish, scheduler=scheduler)
     return live
-
-
-def _single_lane(stream: Observable[StreamEvent]) -> Observable[LaneEvent]:
-    from .compare import Comparison as _Comparison
-
-    single = _Comparison({"stream": stream})
-    return single

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 import reactivex
 from reactivex.testing import ReactiveTest, TestScheduler
 
@@ -90,3 +91,48 @@ def test_a_single_stream_has_no_lane_title() -> None:
     scheduler.start()
     assert "hello" in handle.updates[-1]
     assert "<h4>" not in handle.updates[-1]
+
+
+def test_stop_disposes_and_draws_where_the_stream_stopped() -> None:
+    scheduler = TestScheduler()
+    tokens = scheduler.create_cold_observable(
+        *[on_next(1 + i, TokenEvent(f"t{i} ")) for i in range(10)], on_completed(20)
+    )
+    handle = RecordingHandle()
+    live = show(tokens, handle=handle, scheduler=scheduler, refresh_per_second=1)
+    scheduler.advance_to(4.5)
+    live.stop()
+    scheduler.start()
+
+    final = handle.updates[-1]
+    assert "t3 " in final
+    assert "t4 " not in final  # nothing after the stop
+    assert "stopped" in final
+    assert "4 tokens" in final
+    assert live.view.text() == "t0 t1 t2 t3 "
+    assert live.view.stopped
+
+
+def test_the_live_view_is_not_displayed_twice_in_its_own_cell(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import IPython.display
+
+    import rxllm.notebook
+
+    shown: list[str] = []
+    monkeypatch.setattr(IPython.display, "display", lambda obj: shown.append(obj._repr_html_()))
+    cell = [7]
+    monkeypatch.setattr(rxllm.notebook, "_execution_count", lambda: cell[0])
+    scheduler = TestScheduler()
+    events: list[StreamEvent] = [TokenEvent("hi"), done()]
+    live = show(reactivex.from_iterable(events), handle=RecordingHandle(), scheduler=scheduler)
+    scheduler.start()
+
+    live._ipython_display_()  # the value its own cell ends with: it is on screen already
+    assert shown == []
+    cell[0] = 8
+    live._ipython_display_()  # evaluated in a later cell: a snapshot
+    assert len(shown) == 1
+    assert "hi" in shown[0]
+    assert repr(live.view) == "<LiveView stream: ttft 0.00s · 1 tokens · usage 3+5 · stop>"
