@@ -1,0 +1,193 @@
+"""The notebooks in ``notebooks/`` run top to bottom with no API key, against the emulator.
+
+Each is executed with nbclient in a kernel started hermetically: the kernel
+spec is written to a temporary directory and runs this interpreter
+(``sys.executable -m ipykernel_launcher``), so no installed kernel is used;
+provider keys, base URLs and rxllm settings are removed from its environment
+and it runs in an empty directory. Cells are found by their tag.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+from jupyter_client.kernelspec import KernelSpecManager
+from jupyter_client.manager import AsyncKernelManager
+from nbclient import NotebookClient
+
+import rxllm
+from rxllm import registry
+from rxllm.emulator import Emulator
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+KERNEL = "rxllm-test-python"
+FOUR = ["anthropic:claude-haiku-4-5", "openai:gpt-5-mini", "gemini:gemini-2.5-flash", "grok:grok-4"]
+
+
+def hermetic_env() -> dict[str, str]:
+    return {
+        name: value
+        for name, value in os.environ.items()
+        if not name.endswith(("_API_KEY", "_BASE_URL"))
+        and not name.startswith(("RXLLM_", "PYTEST_", "JPY_"))
+    }
+
+
+def execute(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """Run ``notebooks/<name>`` in a fresh kernel; every cell's outputs by its tag."""
+    kernels = tmp_path / "kernels"
+    (kernels / KERNEL).mkdir(parents=True)
+    spec = {
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "rxllm test",
+        "language": "python",
+    }
+    (kernels / KERNEL / "kernel.json").write_text(json.dumps(spec))
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path / "runtime"))
+    work = tmp_path / "work"
+    work.mkdir()
+    manager = AsyncKernelManager(
+        kernel_name=KERNEL, kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(kernels)])
+    )
+    book = nbformat.read(NOTEBOOKS / name, as_version=4)
+    client = NotebookClient(
+        book,
+        km=manager,
+        kernel_name=KERNEL,
+        timeout=60,
+        allow_errors=False,
+        resources={"metadata": {"path": str(work)}},
+    )
+    client.execute(cleanup_kc=True, env=hermetic_env())  # our km: nbclient shuts it down
+    cells: dict[str, Any] = {}
+    for cell in book.cells:
+        for tag in cell.metadata.get("tags", []):
+            cells[tag] = cell
+    return cells
+
+
+def stdout(cell: Any) -> str:
+    return "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
+
+
+def html_of(cell: Any) -> str:
+    """The HTML the cell shows (its live display, in its final state)."""
+    shown = [o for o in cell.outputs if o.output_type == "display_data"]
+    assert len(shown) == 1, cell.outputs
+    assert not [o for o in cell.outputs if o.output_type == "execute_result"]  # no second copy
+    return str(shown[0].data["text/html"])
+
+
+def expected_text(spec: str, prompt: str, **fields: Any) -> str:
+    """The emulator is deterministic: the same request on a fresh one gives the same text."""
+
+    async def go() -> str:
+        async with Emulator() as emu:
+            name = spec.split(":", 1)[0]
+            bound = registry.model(spec, api_key="k", base_url=emu.base_url(name))
+            try:
+                return (await rxllm.collect(bound.stream(prompt, **fields))).text
+            finally:
+                await bound.provider.aclose()
+
+    return asyncio.run(go())
+
+
+def test_all_notebooks_are_saved_without_outputs() -> None:
+    names = sorted(p.name for p in NOTEBOOKS.glob("*.ipynb"))
+    assert names == ["compare.ipynb", "pipelines.ipynb", "quickstart.ipynb"]
+    for path in NOTEBOOKS.glob("*.ipynb"):
+        book = nbformat.read(path, as_version=4)
+        nbformat.validate(book)
+        for cell in book.cells:
+            if cell.cell_type == "code":
+                assert cell.outputs == [], path.name
+                assert cell.execution_count is None, path.name
+
+
+def test_quickstart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cells = execute("quickstart.ipynb", tmp_path, monkeypatch)
+
+    notices = stdout(cells["connect"])
+    for name in ("anthropic", "openai", "gemini", "grok"):
+        assert f"{name}: no " in notices
+    assert notices.count("using the local emulator at http://127.0.0.1:") == 3
+    assert "grok: no XAI_API_KEY set, using the local emulator at 127.0.0.1:" in notices
+
+    shown = html_of(cells["show-stream"])
+    text = expected_text(FOUR[0], "Say hello to a new rxllm user.", max_tokens=40)
+    assert html.escape(text) in shown
+    assert "usage " in shown
+    assert "length" in shown
+
+    assert "[length] " in stdout(cells["aiter"])
+    collected = stdout(cells["collect"])
+    assert collected.startswith(expected_text(FOUR[1], "What is a cold observable?", max_tokens=30))
+    assert "length" in collected
+    assert stdout(cells["generate"]).strip()
+    each = stdout(cells["each-provider"]).splitlines()
+    assert [line.split()[0] for line in each] == FOUR
+    assert all(" length " in line and " tokens $" in line for line in each)
+    reasoning = stdout(cells["reasoning"])
+    assert "thinking: " in reasoning
+    assert "reasoning tokens: " in reasoning
+    assert "reasoning tokens: 0 " not in reasoning
+
+
+def test_compare(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cells = execute("compare.ipynb", tmp_path, monkeypatch)
+
+    shown = html_of(cells["show-compare"])
+    for spec in FOUR:
+        assert f"<h4>{spec}</h4>" in shown
+    assert shown.count("ttft ") == 4
+    assert shown.count(" · length") == 4
+
+    rows = stdout(cells["summary"]).splitlines()
+    assert [row.split()[0] for row in rows] == FOUR
+    assert all(row.endswith("length") and " tok/s " in row for row in rows)
+
+    frame = cells["dataframe"].outputs
+    assert frame  # a DataFrame, or the note that pandas is not installed
+    failing = stdout(cells["failing-lane"]).splitlines()
+    assert failing[0].startswith("anthropic: asked to emulate, using the local emulator")
+    lanes = dict(line.split(maxsplit=1) for line in failing[2:])
+    assert lanes["openai:gpt-5-mini~fault=overloaded"].startswith("OverloadedError")
+    assert lanes["anthropic:claude-haiku-4-5"] == expected_text(FOUR[0], "Hello!", max_tokens=15)
+
+    stopped = eval(stdout(cells["stop"]))  # {lane: tokens so far}
+    assert sorted(stopped) == ["gemini:gemini-2.5-flash~tps=20", "grok:grok-4~tps=20"]
+    assert all(0 < tokens < 60 for tokens in stopped.values())
+    final = html_of(cells["stop"])  # the display shows where each lane stopped
+    assert "stopped" in final
+    for tokens in stopped.values():
+        assert f"{tokens} tokens" in final
+
+
+def test_pipelines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cells = execute("pipelines.ipynb", tmp_path, monkeypatch)
+
+    assert "asked to emulate" in stdout(cells["connect"])
+    assert stdout(cells["take-tokens"]).startswith("token_limit · 5 tokens · ")
+    assert stdout(cells["timeout"]).strip() == "TimeoutError · phase: first_token"
+    retry = stdout(cells["retry"])
+    assert "recovered: length · 30 tokens" in retry
+    assert "same text as an uninterrupted reply: True" in retry
+    race = stdout(cells["race"])
+    assert "race winner: grok (index 1)" in race
+    assert "hedge answered by: openai" in race
+    batch = stdout(cells["batch"])
+    assert batch.startswith("40 token events -> ")
+    assert batch.strip().endswith("same text: True")
+    assert int(batch.split("-> ")[1].split()[0]) < 40
+    limited = stdout(cells["rate-limit"])
+    assert limited.startswith("length after ")
+    assert float(limited.split("after ")[1].split("s")[0]) >= 1.0
