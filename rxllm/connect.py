@@ -39,7 +39,7 @@ from .errors import ConfigurationError
 if TYPE_CHECKING:
     from .emulator import Emulator
 
-__all__ = ["EMULATED_PROVIDERS", "Connection", "Route", "connect"]
+__all__ = ["EMULATED_PROVIDERS", "Connection", "Route", "connect", "stop_shared_emulator"]
 
 EMULATED_PROVIDERS: tuple[str, ...] = ("anthropic", "openai", "gemini", "grok")
 """The providers rxllm's emulator speaks."""
@@ -286,3 +286,14 @@ async def _shared_emulator() -> Emulator:
         if starting.done() and _shared.get(loop) is starting:
             del _shared[loop]
         raise
+
+
+async def stop_shared_emulator() -> None:
+    """Stop the emulator that ``await connect(...)`` shares on the running loop, if any.
+
+    Models bound to it stop working; the next ``await connect(...)`` starts a new one.
+    """
+    loop = asyncio.get_running_loop()
+    starting = _shared.pop(loop, None)
+    if starting is not None:
+        await (await starting).stop()

@@ -1,0 +1,110 @@
+"""rxllm.connect: the real service where a key is set, the emulator otherwise, and saying which."""
+
+from __future__ import annotations
+
+import pytest
+
+from rxllm.connect import Connection, connect, stop_shared_emulator
+from rxllm.emulator import Emulator
+from rxllm.errors import ConfigurationError
+from rxllm.testing import EMULATOR_KEY
+
+FOUR = ("anthropic:claude-haiku-4-5", "openai:gpt-5-mini", "gemini:gemini-2.5-flash", "grok:grok-4")
+KEYS = ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY", "XAI_API_KEY")
+
+
+@pytest.fixture(autouse=True)
+def no_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in KEYS:
+        monkeypatch.delenv(name, raising=False)
+    for name in ("ANTHROPIC_BASE_URL", "OPENAI_BASE_URL", "GEMINI_BASE_URL", "XAI_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+
+
+async def test_without_keys_every_provider_is_emulated_and_it_says_so() -> None:
+    said: list[str] = []
+    async with connect(*FOUR, notice=said.append) as models:
+        assert isinstance(models, Connection)
+        assert [m.spec for m in models] == list(FOUR)
+        assert models.emulated == ["anthropic", "openai", "gemini", "grok"]
+        emulator = models.emulator
+        assert emulator is not None
+        for model in models:
+            assert (await model.complete("Hi", max_tokens=3)).usage.completion_tokens == 3
+        assert len(emulator.requests) == 4
+        assert models["grok"] is models[3]
+        assert models["openai:gpt-5-mini"] is models[1]
+    assert said == [
+        f"anthropic: no ANTHROPIC_API_KEY set, using the local emulator at "
+        f"{emulator.base_url('anthropic')}",
+        f"openai: no OPENAI_API_KEY set, using the local emulator at {emulator.base_url('openai')}",
+        "gemini: no GEMINI_API_KEY or GOOGLE_API_KEY set, using the local emulator at "
+        f"{emulator.base_url('gemini')}",
+        f"grok: no XAI_API_KEY set, using the local emulator at {emulator.xai_address}",
+    ]
+
+
+async def test_a_provider_with_a_key_uses_its_service(
+    emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # "The real service" here is the fixture's emulator, reached through the SDK's own variables.
+    monkeypatch.setenv("OPENAI_API_KEY", EMULATOR_KEY)
+    monkeypatch.setenv("OPENAI_BASE_URL", emulator.base_url("openai"))
+    said: list[str] = []
+    async with connect("openai:gpt-5-mini", "xai:grok-4", notice=said.append) as (gpt, grok):
+        assert await gpt.generate("Hi", max_tokens=2)
+        assert await grok.generate("Hi", max_tokens=2)
+        assert grok.provider.base_url != emulator.xai_address
+    assert [r.dialect for r in emulator.requests] == ["openai"]  # grok went to its own emulator
+    assert said[0] == f"openai: API key found, using {emulator.base_url('openai')}"
+    assert said[1].startswith("grok: no XAI_API_KEY set, using the local emulator at 127.0.0.1:")
+
+
+async def test_emulate_forces_the_emulator(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-real-looking-key")
+    said: list[str] = []
+    async with connect(FOUR[0], emulate=True, notice=said.append) as (claude,):
+        assert await claude.generate("Hi", max_tokens=2)
+    assert said[0].startswith("anthropic: asked to emulate, using the local emulator at http://")
+    assert "sk-real-looking-key" not in said[0]
+
+
+async def test_awaited_connections_share_one_emulator_per_loop() -> None:
+    first = await connect(FOUR[0], notice=None)
+    second = await connect(FOUR[1], FOUR[1], notice=None)
+    try:
+        assert first.emulator is not None
+        assert first.emulator is second.emulator
+        assert second[0].provider is second[1].provider  # one provider (one pool) per provider
+        assert await second[0].generate("Hi", max_tokens=2)
+    finally:
+        await first.aclose()
+        await second.aclose()
+    # still running for the next cell
+    third = await connect(FOUR[2], notice=None)
+    try:
+        assert third.emulator is first.emulator
+        assert await third[0].generate("Hi", max_tokens=1)
+    finally:
+        await third.aclose()
+        await stop_shared_emulator()
+    fourth = await connect(FOUR[2], notice=None)
+    try:
+        assert fourth.emulator is not first.emulator
+    finally:
+        await fourth.aclose()
+        await stop_shared_emulator()
+
+
+async def test_everything_is_checked_before_an_emulator_starts() -> None:
+    said: list[str] = []
+    with pytest.raises(ConfigurationError, match="unknown model 'gpt-0'"):
+        async with connect(FOUR[0], "openai:gpt-0", notice=said.append):
+            pass  # pragma: no cover
+    with pytest.raises(ConfigurationError, match="not a model string"):
+        await connect("claude-haiku-4-5", notice=said.append)
+    with pytest.raises(ConfigurationError, match="unknown provider"):
+        await connect("acme:model", notice=said.append)
+    with pytest.raises(ValueError, match="at least one"):
+        connect()
+    assert said == []
