@@ -21,8 +21,9 @@ from __future__ import annotations
 
 from . import catalog, config, errors, notebook, operators
 from ._bridge import from_async_iterable
-from .compare import Comparison, LaneEvent, LaneMetrics, compare
+from .compare import Comparison, LaneEvent, LaneMetrics, LaneResult, compare
 from .config import configure, model_for_phase
+from .connect import connect
 from .consume import aiter, collect, collect_sync, iterate  # noqa: A004 - rxllm.aiter
 from .events import (
     DoneEvent,
@@ -77,5 +78,7 @@ __all__ = [
     "Comparison",
     "LaneEvent",
     "LaneMetrics",
+    "LaneResult",
+    "connect",
     "notebook",
 ]

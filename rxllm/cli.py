@@ -37,6 +37,7 @@ from .operators._usage import UsageMeter
 
 __all__ = ["main"]
 
+_EMULATOR_PACE = {"ttft": 0.25, "tps": 80.0}
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
@@ -134,7 +135,8 @@ def _connect(specs: Sequence[str], args: argparse.Namespace, notice: Console) ->
     def tell(line: str) -> None:
         notice.print(f"[yellow]{escape(line)}[/]")
 
-    return connect(*specs, emulate=args.emulate, notice=tell)
+    # The emulator answers at a model's pace here, so the panes visibly stream.
+    return connect(*specs, emulate=args.emulate, notice=tell, emulator_options=_EMULATOR_PACE)
 
 
 def _request_fields(args: argparse.Namespace) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import os
 import weakref
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, overload
@@ -146,7 +146,9 @@ class _Connecting:
         emulate: bool,
         notice: Callable[[str], None] | None,
         options: dict[str, Any],
+        emulator_options: dict[str, Any],
     ) -> None:
+        self._emulator_options = emulator_options
         self._specs = specs
         self._emulate = emulate
         self._notice = notice
@@ -155,12 +157,22 @@ class _Connecting:
 
     def __await__(self) -> Generator[Any, None, Connection]:
         return _bind(
-            self._specs, self._emulate, self._notice, self._options, shared=True
+            self._specs,
+            self._emulate,
+            self._notice,
+            self._options,
+            self._emulator_options,
+            shared=True,
         ).__await__()
 
     async def __aenter__(self) -> Connection:
         self._connection = await _bind(
-            self._specs, self._emulate, self._notice, self._options, shared=False
+            self._specs,
+            self._emulate,
+            self._notice,
+            self._options,
+            self._emulator_options,
+            shared=False,
         )
         return self._connection
 
@@ -178,6 +190,7 @@ def connect(
     *specs: str,
     emulate: bool = False,
     notice: Callable[[str], None] | None = print,
+    emulator_options: Mapping[str, Any] | None = None,
     **options: Any,
 ) -> _Connecting:
     """Bind ``"provider:model"`` specs: the real service where a key exists, else the emulator.
@@ -187,6 +200,9 @@ def connect(
         emulate: use the emulator for every provider, keys or not.
         notice: called with one line per provider saying where its requests go
             (default ``print``; ``None`` says nothing).
+        emulator_options: for the emulator, if one is started (``ttft=``, ``tps=``...
+            to make it answer at a model's pace; the shared notebook emulator takes
+            them from the first ``connect`` that starts it).
         **options: for :func:`rxllm.registry.model` (``timeout=``, ``allow_unknown_model=``...).
 
     Raises:
@@ -195,7 +211,7 @@ def connect(
     """
     if not specs:
         raise ValueError("connect() needs at least one 'provider:model'")
-    return _Connecting(specs, emulate, notice, options)
+    return _Connecting(specs, emulate, notice, options, dict(emulator_options or {}))
 
 
 def _has_key(name: str) -> bool:
@@ -212,6 +228,7 @@ async def _bind(
     emulate: bool,
     notice: Callable[[str], None] | None,
     options: dict[str, Any],
+    emulator_options: dict[str, Any],
     *,
     shared: bool,
 ) -> Connection:
@@ -242,7 +259,9 @@ async def _bind(
             registry.model(f"{name}:{model_id}", api_key=_EMULATOR_KEY, **options)
     emulator: Emulator | None = None
     if any(route.emulated for route in routes.values()):
-        emulator = await (_shared_emulator() if shared else _own_emulator())
+        emulator = await (
+            _shared_emulator(emulator_options) if shared else _own_emulator(emulator_options)
+        )
     bound: list[registry.BoundModel] = []
     providers: dict[str, Any] = {}
     for name, model_id in wanted:
@@ -267,19 +286,19 @@ async def _bind(
     return Connection(bound, routes, emulator, owns_emulator=not shared)
 
 
-async def _own_emulator() -> Emulator:
+async def _own_emulator(emulator_options: dict[str, Any]) -> Emulator:
     from .emulator import Emulator
 
-    emulator = Emulator()
+    emulator = Emulator(**emulator_options)
     await emulator.start()
     return emulator
 
 
-async def _shared_emulator() -> Emulator:
+async def _shared_emulator(emulator_options: dict[str, Any]) -> Emulator:
     loop = asyncio.get_running_loop()
     starting = _shared.get(loop)
     if starting is None:  # the first caller starts it; concurrent callers wait for it
-        starting = _shared[loop] = loop.create_task(_own_emulator())
+        starting = _shared[loop] = loop.create_task(_own_emulator(emulator_options))
     try:
         return await asyncio.shield(starting)
     except BaseException:

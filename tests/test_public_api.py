@@ -39,6 +39,8 @@ PUBLIC_API = [
     "Comparison",
     "LaneEvent",
     "LaneMetrics",
+    "LaneResult",
+    "connect",
     "notebook",
 ]
 
