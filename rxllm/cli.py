@@ -89,6 +89,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``rxllm`` command."""
+    # gRPC's C core logs connection housekeeping (a GOAWAY as the emulator shuts down)
+    # to the terminal; the command reports errors itself. Set before grpc is imported.
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     args = _parser().parse_args(argv)
     console = _console(sys.stdout)
     errors = _console(sys.stderr)
