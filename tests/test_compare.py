@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 from collections.abc import AsyncIterator
 
 import pytest
@@ -184,13 +185,21 @@ async def test_summary_rows_carry_the_metrics(emulator: Emulator) -> None:
 
 
 async def test_to_dataframe_when_pandas_is_installed(emulator: Emulator) -> None:
-    pd = pytest.importorskip("pandas")
+    import pandas as pd
+
     async with bound(emulator, {}) as models:
         comparison = compare("Hi", models, max_tokens=5)
         await comparison.collect()
     frame = comparison.to_dataframe()
     assert isinstance(frame, pd.DataFrame)
     assert list(frame.index) == comparison.lanes
+
+
+def test_to_dataframe_without_pandas_says_how_to_get_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "pandas", None)  # what an absent pandas looks like
+    comparison = Comparison({})
+    with pytest.raises(ImportError, match="pip install pandas"):
+        comparison.to_dataframe()
 
 
 async def test_a_comparison_is_cold_each_subscription_runs_every_lane(emulator: Emulator) -> None:
