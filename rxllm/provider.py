@@ -27,7 +27,7 @@ from pydantic import SecretStr
 
 from . import catalog
 from .errors import ConfigurationError
-from .events import DoneEvent, StreamEvent
+from .events import DoneEvent, StreamEvent, TokenEvent
 from .request import StreamRequest
 from .result import StreamResult
 from .stream import LLMStream
@@ -53,6 +53,13 @@ class Provider(abc.ABC, Generic[_Client]):
     base_url_env: ClassVar[str | None] = None
     """Environment variable read for the base URL."""
     default_model: str
+    continues_prefill: ClassVar[bool] = False
+    """Whether the API continues a trailing assistant message (Anthropic's prefill).
+
+    Providers without it resume a cut reply with an explicit instruction
+    (:meth:`StreamRequest.with_continuation_instruction`), and any text the model
+    repeats from the end of the cut reply is dropped.
+    """
     """The model used when a request names none (per class; ``default_model=`` per instance)."""
 
     def __init__(
@@ -129,8 +136,19 @@ class Provider(abc.ABC, Generic[_Client]):
         return StreamRequest(prompt=request, **fields)
 
     async def events(self, request: StreamRequest) -> AsyncIterator[StreamEvent]:
-        """The provider's events for one request, with cost filled in from the catalog."""
-        async for event in self._events(request):
+        """The provider's events for one request, with cost filled in from the catalog.
+
+        A request that ends with an assistant message (a cut reply to continue) is
+        sent as a continuation instruction to providers without native prefill.
+        """
+        prefill = request.prefill
+        if prefill and not self.continues_prefill:
+            source = _without_repeated_start(
+                self._events(request.with_continuation_instruction()), prefill
+            )
+        else:
+            source = self._events(request)
+        async for event in source:
             if isinstance(event, DoneEvent) and event.usage.cost is None:
                 cost = catalog.cost(self.name, event.model or request.model, event.usage)
                 if cost is not None:
@@ -176,3 +194,70 @@ def _first_env(names: tuple[str, ...]) -> str | None:
         if value:
             return value
     return None
+
+
+# A repeat shorter than this is as likely a coincidence (" the") as a restated ending.
+_MIN_REPEAT = 12
+
+
+async def _without_repeated_start(
+    events: AsyncIterator[StreamEvent], partial: str
+) -> AsyncIterator[StreamEvent]:
+    """``events`` minus a start that restates the end of ``partial``.
+
+    Models asked to continue a cut reply sometimes begin by repeating its last
+    words (or all of it). Tokens are held only while they could still be such a
+    repeat; anything held is delivered if the stream fails, so no text is lost.
+    """
+    held: list[TokenEvent] = []
+    deciding = True
+    try:
+        async for event in events:
+            if deciding and isinstance(event, TokenEvent):
+                held.append(event)
+                text = "".join(e.text for e in held)
+                undecided, repeated = _repeat_of_ending(partial, text)
+                if undecided:
+                    continue
+                deciding = False
+                for kept in _drop_chars(held, repeated):
+                    yield kept
+                continue
+            if deciding and isinstance(event, DoneEvent):
+                deciding = False
+                text = "".join(e.text for e in held)
+                for kept in _drop_chars(held, _repeat_of_ending(partial, text)[1]):
+                    yield kept
+            yield event
+    except Exception:
+        if deciding:
+            for kept in held:
+                yield kept
+        raise
+
+
+def _repeat_of_ending(partial: str, text: str) -> tuple[bool, int]:
+    """(could ``text`` still grow into a repeat of an ending of ``partial``, the longest
+    ending of ``partial`` that ``text`` already starts with)."""
+    undecided = False
+    repeated = 0
+    for start in range(len(partial) - _MIN_REPEAT + 1):
+        ending = partial[start:]
+        if ending.startswith(text):
+            undecided = True
+            break
+        if text.startswith(ending):
+            repeated = len(ending)
+            break
+    return undecided, repeated
+
+
+def _drop_chars(tokens: list[TokenEvent], count: int) -> list[TokenEvent]:
+    kept: list[TokenEvent] = []
+    for token in tokens:
+        if count >= len(token.text):
+            count -= len(token.text)
+            continue
+        kept.append(TokenEvent(token.text[count:]) if count else token)
+        count = 0
+    return kept

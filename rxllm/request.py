@@ -11,7 +11,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, TypeAlias, get_args
 
-__all__ = ["Message", "ReasoningEffort", "Role", "StreamRequest"]
+__all__ = ["CONTINUATION_INSTRUCTION", "Message", "ReasoningEffort", "Role", "StreamRequest"]
+
+CONTINUATION_INSTRUCTION = (
+    "Your previous reply was cut off. Continue it exactly where it stopped: do not repeat "
+    "any of it, do not comment, just write the rest."
+)
+"""What providers without native assistant prefill send to resume a cut reply."""
 
 Role: TypeAlias = Literal["system", "user", "assistant"]
 ReasoningEffort: TypeAlias = Literal["low", "medium", "high"]
@@ -135,6 +141,16 @@ class StreamRequest:
         else:
             turns = (*turns, Message("assistant", partial))
         systems = tuple(m for m in self.messages if m.role == "system")
+        return replace(self, prompt=None, messages=(*systems, *turns))
+
+    def with_continuation_instruction(self) -> StreamRequest:
+        """For providers that do not continue a trailing assistant message (OpenAI Chat
+        Completions, Gemini, Grok): the same conversation plus a user turn asking the
+        model to continue its cut-off reply (:data:`CONTINUATION_INSTRUCTION`)."""
+        if not self.prefill:
+            return self
+        systems = tuple(m for m in self.messages if m.role == "system")
+        turns = (*self.conversation(), Message("user", CONTINUATION_INSTRUCTION))
         return replace(self, prompt=None, messages=(*systems, *turns))
 
     @property

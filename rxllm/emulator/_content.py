@@ -8,6 +8,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+from ..request import CONTINUATION_INSTRUCTION
 from ._behaviour import Behaviour
 
 __all__ = ["Plan", "count_tokens", "plan_reply", "tokenize"]
@@ -111,6 +112,14 @@ def plan_reply(
     """
     prefill = ""
     turns = list(conversation)
+    if (
+        len(turns) >= 2
+        and turns[-1] == ("user", CONTINUATION_INSTRUCTION)
+        and turns[-2][0] == "assistant"
+    ):
+        # rxllm's resume instruction for providers without native prefill: the
+        # emulated model follows it, continuing as if the reply had been prefilled.
+        turns.pop()
     if turns and turns[-1][0] == "assistant":
         prefill = turns.pop()[1]
     seed = "\n".join(f"{role}:{text}" for role, text in turns) + f"\nmodel:{model}"

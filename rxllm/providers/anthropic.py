@@ -97,6 +97,7 @@ class AnthropicProvider(Provider[anthropic.AsyncAnthropic]):
     api_key_env: ClassVar[tuple[str, ...]] = ("ANTHROPIC_API_KEY",)
     base_url_env: ClassVar[str | None] = "ANTHROPIC_BASE_URL"
     default_model = "claude-sonnet-4-6"
+    continues_prefill: ClassVar[bool] = True  # Anthropic continues a trailing assistant turn
 
     def _make_client(self) -> anthropic.AsyncAnthropic:
         extra: dict[str, Any] = {k: v for k, v in self.options.items() if k in _CLIENT_OPTIONS}
