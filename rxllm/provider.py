@@ -20,7 +20,7 @@ import abc
 import asyncio
 import os
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import SecretStr
@@ -71,7 +71,7 @@ class Provider(abc.ABC, Generic[_Client]):
         default_model: str | None = None,
         **options: Any,
     ) -> None:
-        key = api_key if api_key is not None else _first_env(self.api_key_env)
+        key = api_key if api_key is not None else first_env(self.api_key_env)
         if isinstance(key, SecretStr):
             key = key.get_secret_value()
         if not key:
@@ -175,10 +175,33 @@ class Provider(abc.ABC, Generic[_Client]):
         return catalog.models(self.name)
 
     async def aclose(self) -> None:
-        """Close the SDK client of the running loop (others close with their loops)."""
-        client = self._clients.pop(asyncio.get_running_loop(), None)
-        if client is not None:
-            await self._close_client(client)
+        """Close the SDK clients of every event loop this provider streamed on.
+
+        That includes rxllm's background loop, which serves ``collect_sync`` and
+        ``iterate``. A loop that is already closed took its connections with it.
+        """
+        running = asyncio.get_running_loop()
+        for loop, client in self._take_clients():
+            if loop is running:
+                await self._close_client(client)
+            elif loop.is_running():
+                closing = asyncio.run_coroutine_threadsafe(self._close_client(client), loop)
+                await asyncio.wrap_future(closing)
+
+    def close(self) -> None:
+        """Blocking :meth:`aclose`, for scripts (from async code, ``await aclose()``)."""
+        for loop, client in self._take_clients():
+            if _on_loop_thread(loop):
+                raise RuntimeError("close() would block its own event loop: await aclose()")
+            if loop.is_running():
+                asyncio.run_coroutine_threadsafe(self._close_client(client), loop).result()
+            elif not loop.is_closed():
+                loop.run_until_complete(self._close_client(client))
+
+    def _take_clients(self) -> list[tuple[asyncio.AbstractEventLoop, _Client]]:
+        clients = list(self._clients.items())
+        self._clients.clear()
+        return clients
 
     def __repr__(self) -> str:
         url = f" base_url={self.base_url!r}" if self.base_url else ""
@@ -188,12 +211,16 @@ class Provider(abc.ABC, Generic[_Client]):
         raise TypeError(f"{type(self).__name__} holds an API key and cannot be pickled")
 
 
-def _first_env(names: tuple[str, ...]) -> str | None:
-    for name in names:
-        value = os.environ.get(name)
-        if value:
-            return value
-    return None
+def _on_loop_thread(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
+
+
+def first_env(names: Iterable[str]) -> str | None:
+    """The value of the first of these environment variables that is set and non-empty."""
+    return next((os.environ[n] for n in names if os.environ.get(n)), None)
 
 
 # A repeat shorter than this is as likely a coincidence (" the") as a restated ending.

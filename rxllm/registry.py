@@ -39,7 +39,7 @@ from pydantic import SecretStr
 
 from . import catalog
 from .errors import ConfigurationError
-from .provider import Provider
+from .provider import Provider, first_env
 from .request import StreamRequest
 from .result import StreamResult
 from .stream import LLMStream
@@ -254,7 +254,7 @@ def provider(
     cls = provider_class(name)
     configured = (settings or config.settings()).provider(cls.name, *cls.aliases)
     if api_key is None:
-        env_key = _first_env(getattr(cls, "api_key_env", ()))
+        env_key = first_env(getattr(cls, "api_key_env", ()))
         secret = configured.api_key.get_secret_value() if configured.api_key else None
         api_key = env_key or secret
     if base_url is None:
@@ -399,7 +399,3 @@ def _known_providers(entries: Iterable[_Entry]) -> str:
         aliases = f" ({', '.join(entry.aliases)})" if entry.aliases else ""
         described.append(entry.name + aliases)
     return "known providers are " + ", ".join(described)
-
-
-def _first_env(names: Iterable[str]) -> str | None:
-    return next((os.environ[n] for n in names if os.environ.get(n)), None)

@@ -439,3 +439,16 @@ async def test_disposing_the_subscription_closes_the_connection(
     assert len(disconnects) == 1
     assert disconnects[0].dialect == "openai"
     assert problems == []
+
+
+def test_close_releases_the_client_a_blocking_collect_made(emulator_thread: Emulator) -> None:
+    import rxllm
+
+    provider = OpenAIProvider(api_key=EMULATOR_KEY, base_url=emulator_thread.base_url("openai"))
+    result = rxllm.collect_sync(provider.stream("Hi", model="gpt-4o", max_tokens=3))
+    assert result.text
+    (client,) = provider._clients.values()  # made on rxllm's background loop
+    assert not client.is_closed()
+    provider.close()
+    assert client.is_closed()
+    assert not provider._clients
