@@ -13,7 +13,7 @@ from reactivex.disposable import Disposable, SerialDisposable, SingleAssignmentD
 
 from .. import errors
 from ..errors import RxllmError
-from ..events import DoneEvent, ReasoningEvent, StreamEvent, TokenEvent, Usage
+from ..events import DoneEvent, FinishReason, ReasoningEvent, StreamEvent, TokenEvent, Usage
 from ..stream import LLMStream
 from ._scheduling import stream_scheduler
 from ._usage import USAGE_ESTIMATED, UsageMeter
@@ -75,6 +75,13 @@ class Backoff:
 
 _rng = random.Random()
 
+# A ``done`` with one of these finish reasons may be the first half of "done, then error":
+# ``timeout`` emits its done (usage so far) before its TimeoutError, and ``cancel_when``
+# does the same for a trigger that fails. Such a done is held back until the attempt
+# ends. ``token_limit`` (take_tokens) and ``cancelled`` (cancel_when) are followed by
+# completion: they are final and pass at once, like the provider's own done.
+_PROVISIONAL = frozenset({FinishReason.TIMEOUT, FinishReason.ERROR})
+
 
 def retry_on_interrupt(
     max_attempts: int = 3,
@@ -113,6 +120,15 @@ def retry_on_interrupt(
     ``done`` then says ``details["usage_estimated"] = True``; attempts that
     failed before any output (a 429, say) count as free.
     ``details["attempts"]`` tells how many attempts it took when more than one.
+
+    Composes with :func:`~rxllm.operators.timeout` placed before it: the
+    ``done`` (finish reason ``timeout`` or ``error``) that an operator emits
+    just before its error is held back until the attempt ends. If a retryable
+    error follows (an ``idle`` timeout), that ``done`` is not delivered: its
+    usage so far is added to the next attempt's, so the consumer still sees
+    one stream with one final ``done``. Otherwise it is delivered (with the
+    summed usage) followed by the error, or by completion. ``token_limit``
+    and ``cancelled`` dones end the reply and pass at once.
 
     Waits run on :func:`~rxllm.operators._scheduling.stream_scheduler`: the
     scheduler given to ``subscribe``, else the running asyncio loop.
@@ -210,13 +226,23 @@ class _Retrying:
         drop_reasoning = self.delivered_any
         done = False  # this attempt was given up: it diverged from the delivered text
         finished = False  # this attempt's ``done`` was delivered
+        held: DoneEvent | None = None  # a timeout/error done waiting to see what follows
         subscription = SingleAssignmentDisposable()
         self.current.disposable = subscription
 
+        def release_held() -> None:
+            """Deliver the held ``done``: the attempt ended without a retry."""
+            nonlocal held, finished
+            if held is not None:
+                event, held = held, None
+                finished = True
+                self.observer.on_next(self._final(event, meter))
+
         def on_next(event: StreamEvent) -> None:
-            nonlocal matched, done, finished
+            nonlocal matched, done, finished, held
             if done:
                 return
+            release_held()  # a done followed by more events was final after all
             meter.observe(event)
             if isinstance(event, TokenEvent):
                 rest = event.text
@@ -243,6 +269,9 @@ class _Retrying:
                     self._diverged()
                     done = True
                     return
+                if event.finish_reason in _PROVISIONAL:
+                    held = event
+                    return
                 finished = True
                 self.observer.on_next(self._final(event, meter))
             else:
@@ -254,7 +283,10 @@ class _Retrying:
             if finished:  # the reply is complete: nothing left to retry
                 self.observer.on_error(error)
                 return
-            self._failed(error, meter)
+            if self._retry(error, meter, held):
+                return
+            release_held()
+            self.observer.on_error(error)
 
         def on_completed() -> None:
             if done:
@@ -262,6 +294,7 @@ class _Retrying:
             if matched < len(prefix):
                 self._diverged()
                 return
+            release_held()
             self.observer.on_completed()
 
         subscription.disposable = source.subscribe(
@@ -282,18 +315,28 @@ class _Retrying:
             details=details,
         )
 
-    def _failed(self, error: Exception, meter: UsageMeter) -> None:
+    def _retry(self, error: Exception, meter: UsageMeter, held: DoneEvent | None) -> bool:
+        """Schedule the next attempt after ``error``; false when it is not to be retried.
+
+        ``held`` is the ``done`` an operator emitted just before ``error`` (a
+        timeout's, with the usage so far): its usage is this attempt's.
+        """
         retryable = isinstance(error, RxllmError) and error.retryable
         if not retryable or self.attempt >= self.max_attempts:
-            self.observer.on_error(error)
-            return
+            return False
         self.cause = error
-        self.past_usage += meter.usage(silent_is_free=True)
-        self.past_estimated = self.past_estimated or (meter.estimated and meter.produced)
+        if held is not None:
+            self.past_usage += held.usage
+            estimated = bool(held.details.get(USAGE_ESTIMATED))
+        else:
+            self.past_usage += meter.usage(silent_is_free=True)
+            estimated = meter.estimated and meter.produced
+        self.past_estimated = self.past_estimated or estimated
         retry_after = error.retry_after if isinstance(error, RxllmError) else None
         wait = self.backoff.delay(self.attempt, retry_after=retry_after)
         timers = stream_scheduler(self.scheduler)
         self.current.disposable = timers.schedule_relative(wait, lambda _s, _t: self._run_attempt())
+        return True
 
     def _diverged(self) -> None:
         """A restarted (non-LLMStream) source did not reproduce the delivered text."""

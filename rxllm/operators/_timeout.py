@@ -47,7 +47,9 @@ def timeout(
     limit, usage estimated) and fails with :class:`rxllm.errors.TimeoutError`
     whose ``phase`` is ``"first_token"``, ``"idle"`` or ``"total"`` (only an
     idle timeout is ``retryable``). Once the source's own ``done`` has passed,
-    no limit applies any more.
+    no limit applies any more. A ``retry_on_interrupt`` placed after it holds
+    that ``done`` back, retries an idle timeout and folds the usage into its
+    own final ``done``.
 
     Timers run on the scheduler given to ``subscribe`` (a ``TestScheduler``
     in tests, where a second is one tick), else on the running asyncio loop,

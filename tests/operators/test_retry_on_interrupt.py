@@ -20,8 +20,8 @@ from rxllm.errors import (
     RateLimitedError,
     ServerError,
 )
-from rxllm.events import DoneEvent, StreamEvent, Usage
-from rxllm.operators import Backoff, retry_on_interrupt
+from rxllm.events import DoneEvent, FinishReason, StreamEvent, Usage
+from rxllm.operators import Backoff, retry_on_interrupt, timeout
 from rxllm.provider import Provider
 from rxllm.request import StreamRequest
 
@@ -30,6 +30,7 @@ from .stream_marbles import (
     PROMPT,
     MarbleStream,
     done,
+    estimated,
     on_completed,
     on_error,
     on_next,
@@ -153,14 +154,142 @@ def test_non_retryable_errors_pass_straight_through(error: Exception) -> None:
 
 
 def test_an_idle_timeout_is_retried() -> None:
+    """What ``timeout`` emits on an idle expiry: its ``done`` (usage so far), then the error.
+
+    That ``done`` is not the end of the reply: it is held back, the attempt is
+    retried, and its usage is folded into the one final ``done``.
+    """
     scheduler = TestScheduler()
+    timed_out = estimated(FinishReason.TIMEOUT, tokens=1, prompt=3, timeout_phase="idle")
     first = scheduler.create_cold_observable(
-        on_error(10, errors.TimeoutError("quiet", phase="idle"))
+        on_next(5, tok("He")),
+        on_next(10, timed_out),
+        on_error(10, errors.TimeoutError("quiet", phase="idle")),
+    )
+    second = scheduler.create_cold_observable(
+        on_next(1, tok("He")), on_next(1, tok("llo")), on_next(2, done()), on_completed(2)
+    )
+    results = scheduler.start(lambda: attempts(first, second).pipe(retry_on_interrupt(2, 1)))
+    assert results.messages == [
+        on_next(205, tok("He")),
+        on_next(212, tok("llo")),
+        on_next(
+            213,
+            with_usage(
+                done(), usage_of(timed_out) + usage_of(done()), attempts=2, usage_estimated=True
+            ),
+        ),
+        on_completed(213),
+    ]
+    assert first.subscriptions == [subscribe(200, 210)]
+    assert second.subscriptions == [subscribe(211, 213)]
+
+
+def test_timeout_then_retry_is_one_seamless_stream_with_one_done() -> None:
+    """The pipeline of the docs: ``timeout(idle=)`` before ``retry_on_interrupt``."""
+    scheduler = TestScheduler()
+    stalled = scheduler.create_cold_observable(on_next(10, tok("Hel")), on_next(20, tok("lo")))
+    second = scheduler.create_cold_observable(
+        on_next(10, tok("Hel")),
+        on_next(20, tok("lo")),
+        on_next(30, tok(" world")),
+        on_next(40, done()),
+        on_completed(40),
+    )
+    results = scheduler.start(
+        lambda: attempts(stalled, second).pipe(timeout(idle=50), retry_on_interrupt(3, 5))
+    )
+    cut = estimated(FinishReason.TIMEOUT, tokens=2, timeout_phase="idle")
+    assert results.messages == [
+        on_next(210, tok("Hel")),
+        on_next(220, tok("lo")),
+        on_next(305, tok(" world")),
+        on_next(
+            315,
+            with_usage(done(), usage_of(cut) + usage_of(done()), attempts=2, usage_estimated=True),
+        ),
+        on_completed(315),
+    ]
+    assert stalled.subscriptions == [subscribe(200, 270)]
+    assert second.subscriptions == [subscribe(275, 315)]
+
+
+@pytest.mark.parametrize(
+    ("reason", "error"),
+    [
+        (FinishReason.TIMEOUT, errors.TimeoutError("slow start", phase="first_token")),
+        (FinishReason.ERROR, ValueError("a trigger failed")),
+    ],
+)
+def test_a_held_done_is_delivered_before_an_error_that_is_not_retried(
+    reason: FinishReason, error: Exception
+) -> None:
+    scheduler = TestScheduler()
+    ended = estimated(reason, tokens=1)
+    first = scheduler.create_cold_observable(
+        on_next(5, tok("a")), on_next(10, ended), on_error(10, error)
     )
     second = scheduler.create_cold_observable(on_next(1, done()), on_completed(2))
+    results = scheduler.start(lambda: attempts(first, second).pipe(retry_on_interrupt(3, 1)))
+    assert results.messages == [on_next(205, tok("a")), on_next(210, ended), on_error(210, error)]
+    assert second.subscriptions == []
+
+
+def test_a_held_done_is_delivered_with_the_last_error_after_max_attempts() -> None:
+    scheduler = TestScheduler()
+    idle = errors.TimeoutError("quiet", phase="idle")
+    first = scheduler.create_cold_observable(
+        on_next(5, tok("a")),
+        on_next(10, estimated(FinishReason.TIMEOUT, tokens=1)),
+        on_error(10, idle),
+    )
+    second = scheduler.create_cold_observable(
+        on_next(5, tok("a")),
+        on_next(10, tok("b")),
+        on_next(20, estimated(FinishReason.TIMEOUT, tokens=2)),
+        on_error(20, idle),
+    )
     results = scheduler.start(lambda: attempts(first, second).pipe(retry_on_interrupt(2, 1)))
-    assert second.subscriptions == [subscribe(211, 213)]
-    assert results.messages[-1] == on_completed(213)
+    assert results.messages == [
+        on_next(205, tok("a")),
+        on_next(221, tok("b")),
+        on_next(
+            231,
+            with_usage(
+                estimated(FinishReason.TIMEOUT),
+                Usage(completion_tokens=3),
+                attempts=2,
+                usage_estimated=True,
+            ),
+        ),
+        on_error(231, idle),
+    ]
+
+
+@pytest.mark.parametrize("reason", [FinishReason.TOKEN_LIMIT, FinishReason.CANCELLED])
+def test_token_limit_and_cancelled_dones_are_final_and_pass_at_once(
+    reason: FinishReason,
+) -> None:
+    scheduler = TestScheduler()
+    late = errors.InterruptedError("closed uncleanly after the end")
+    ended = estimated(reason, tokens=1)
+    first = scheduler.create_cold_observable(
+        on_next(5, tok("a")), on_next(10, ended), on_error(30, late)
+    )
+    second = scheduler.create_cold_observable(on_next(1, done()), on_completed(2))
+    results = scheduler.start(lambda: attempts(first, second).pipe(retry_on_interrupt(3, 1)))
+    assert results.messages == [on_next(205, tok("a")), on_next(210, ended), on_error(230, late)]
+    assert second.subscriptions == []
+
+
+def test_a_timeout_done_followed_by_completion_is_delivered() -> None:
+    scheduler = TestScheduler()
+    ended = estimated(FinishReason.TIMEOUT, tokens=1)
+    first = scheduler.create_cold_observable(
+        on_next(5, tok("a")), on_next(10, ended), on_completed(10)
+    )
+    results = scheduler.start(lambda: attempts(first).pipe(retry_on_interrupt(3, 1)))
+    assert results.messages == [on_next(205, tok("a")), on_next(210, ended), on_completed(210)]
 
 
 def test_an_llm_stream_cut_after_tokens_resumes_from_the_partial_text() -> None:
@@ -425,6 +554,40 @@ async def test_a_stream_cut_mid_reply_resumes_to_exactly_the_uninterrupted_text(
     reference_done = reference[-1]
     assert isinstance(reference_done, DoneEvent)
     assert final.usage.completion_tokens >= reference_done.usage.completion_tokens
+
+
+async def test_an_idle_timeout_before_retry_resumes_to_exactly_the_uninterrupted_text(
+    provider: Provider[Any], emulator: Emulator
+) -> None:
+    name = provider.name
+    reference, error = await run(provider.stream(PROMPT_E2E, model=model(name)))
+    assert error is None
+    emulator.reset()
+
+    stalls = provider.stream(PROMPT_E2E, model=model(name, fault="stall", after=3, times=1))
+    events, error = await run(stalls.pipe(timeout(idle=0.3), retry_on_interrupt(3, backoff=FAST)))
+
+    assert error is None
+    assert text_of(events) == text_of(reference)
+    final = events[-1]
+    assert isinstance(final, DoneEvent)
+    assert [e for e in events if isinstance(e, DoneEvent)] == [final]
+    assert final.finish_reason == FinishReason.STOP
+    assert final.provider == name
+    assert final.details["attempts"] == 2
+    assert final.details["usage_estimated"] is True
+    # the second attempt's real usage plus the timed-out attempt's usage so far
+    reference_done = reference[-1]
+    assert isinstance(reference_done, DoneEvent)
+    assert final.usage.completion_tokens >= reference_done.usage.completion_tokens + 1
+    [stalled] = await emulator.wait_for_disconnects_async(1)
+    first, second = emulator.requests
+    assert stalled is first
+    assert first.fault == "stall"
+    assert first.disconnected
+    assert not first.completed
+    assert second.fault is None
+    assert second.completed
 
 
 async def test_a_429_is_retried_no_sooner_than_its_retry_after(
