@@ -8,10 +8,14 @@ calls the factory afresh and iterates it in an asyncio task:
 - in plain synchronous code, on one private background loop thread shared by
   the whole process.
 
-Disposing the subscription **cancels that task**, so the iterator's cleanup
-(``finally`` blocks, ``aclose``) runs inside a cancelled task. That matters:
-google-genai and xai-sdk close their connection only when the iterating task
-is cancelled; breaking out of the loop leaves it open.
+Disposing the subscription while the task waits on the iterator **cancels that
+task**, so the iterator's cleanup (``finally`` blocks, ``aclose``) runs inside a
+cancelled task. That matters: google-genai and xai-sdk close their connection
+only when the iterating task is cancelled; breaking out of the loop leaves it
+open. The cancellation is delivered at that wait only, so cleanup that awaits
+(closing a response) runs to its end. Disposing from inside ``on_next`` (as
+``take_tokens`` does) or while the cleanup already runs cancels nothing: the
+task stops pulling and closes the iterator.
 
 Pulling consumers (``rxllm.aiter``) may install a :class:`Demand` while they
 subscribe; the bridge then waits for room before each pull from the upstream
@@ -21,7 +25,6 @@ iterator, so a slow consumer pauses the network read instead of buffering.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -157,24 +160,39 @@ def from_async_iterable(factory: Callable[[], AsyncIterator[_T]]) -> reactivex.O
         loop = _target_loop(scheduler)
         demand = _current_demand.get()
         disposed = False
+        # The pump's task, and whether it is suspended waiting for demand or the next
+        # item: the only place a dispose may cancel it. Both are touched on the loop only.
+        task: asyncio.Task[Any] | None = None
+        pulling = False
+
+        async def pull(iterator: AsyncIterator[_T]) -> _T:
+            nonlocal pulling
+            pulling = True
+            try:
+                if demand is not None and not demand.is_open:
+                    await demand.wait()
+                return await iterator.__anext__()
+            finally:
+                pulling = False
 
         async def pump() -> None:
+            nonlocal task
             # The loop keeps only weak references to tasks: a subscriber that drops its
             # disposable must not see its stream garbage-collected mid-flight.
             task = asyncio.current_task()
             if task is not None:
                 _running.add(task)
                 task.add_done_callback(_running.discard)
+            if disposed:  # disposed before the task first ran
+                return
             iterator: AsyncIterator[_T] | None = None
             failure: Exception | None = None
             foreign_cancel: asyncio.CancelledError | None = None
             try:
                 iterator = factory()
-                while True:
-                    if demand is not None and not demand.is_open:
-                        await demand.wait()
+                while not disposed:
                     try:
-                        item = await iterator.__anext__()
+                        item = await pull(iterator)
                     except StopAsyncIteration:
                         break
                     if disposed:
@@ -193,8 +211,8 @@ def from_async_iterable(factory: Callable[[], AsyncIterator[_T]]) -> reactivex.O
             except Exception as error:  # every error goes to on_error, never swallowed
                 failure = error
             finally:
-                # Clean up before telling the observer: on_error/on_completed dispose the
-                # subscription, which cancels this task and would cut the cleanup short.
+                # Clean up before telling the observer, so the cleanup has finished when
+                # it hears the end. Nothing cancels this task from here on (see cancel_pull).
                 aclose: Any = getattr(iterator, "aclose", None)
                 if aclose is not None:
                     with contextlib.suppress(Exception):
@@ -208,19 +226,28 @@ def from_async_iterable(factory: Callable[[], AsyncIterator[_T]]) -> reactivex.O
             if foreign_cancel is not None:
                 raise foreign_cancel
 
-        # Either handle cancels its task; a concurrent future does it thread-safely.
-        handle: asyncio.Task[None] | concurrent.futures.Future[None]
         if _is_loop_thread(loop):
-            handle = loop.create_task(pump())
+            loop.create_task(pump())
         else:
-            handle = asyncio.run_coroutine_threadsafe(pump(), loop)
+            asyncio.run_coroutine_threadsafe(pump(), loop)
+
+        def cancel_pull() -> None:
+            # Runs on the loop, so the task is suspended (or is the caller, inside
+            # on_next): cancel it only if it waits on the iterator. Elsewhere it sees
+            # ``disposed`` at its next step, and a cancellation would cut its cleanup short.
+            if pulling and task is not None:
+                task.cancel()
 
         def dispose() -> None:
             nonlocal disposed
             if disposed:
                 return
             disposed = True
-            handle.cancel()
+            if _is_loop_thread(loop):
+                cancel_pull()
+            else:
+                with contextlib.suppress(RuntimeError):  # the loop is already closed
+                    loop.call_soon_threadsafe(cancel_pull)
 
         return Disposable(dispose)
 

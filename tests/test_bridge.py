@@ -304,3 +304,119 @@ async def test_the_iterator_is_closed_completely_before_the_error_is_delivered()
 
     assert closed_when_error_arrived == [True]
     assert iterator.close_finished
+
+
+# -- cleanup that awaits runs to the end, however the subscription is disposed ---------------
+
+
+class AwaitingCleanupSource:
+    """Yields tokens (then waits forever); its ``finally`` awaits before it records the end."""
+
+    def __init__(self, tokens: int = 3) -> None:
+        self.tokens = tokens
+        self.log: list[str] = []
+        self.done = threading.Event()
+
+    def __call__(self) -> Any:
+        return self._run()
+
+    async def _run(self) -> Any:
+        try:
+            for n in range(self.tokens):
+                yield TokenEvent(str(n))
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            self.log.append("cancelled")
+            raise
+        finally:
+            self.log.append("cleanup-start")
+            await asyncio.sleep(0)  # as ``await response.aclose()`` would
+            await asyncio.sleep(0)
+            self.log.append("cleanup-done")
+            self.done.set()
+
+
+async def test_dispose_from_inside_on_next_lets_an_awaiting_cleanup_finish() -> None:
+    source = AwaitingCleanupSource()
+    # take(1) disposes its upstream synchronously inside on_next, on the bridge's own task.
+    first = await from_async_iterable(source).pipe(ops.take(1), ops.to_list())
+
+    await wait_until_set(source.done)
+    assert first == [TokenEvent("0")]
+    assert source.log == ["cleanup-start", "cleanup-done"]
+
+
+async def test_dispose_from_outside_cancels_the_pull_and_lets_an_awaiting_cleanup_finish() -> None:
+    source = AwaitingCleanupSource(tokens=1)
+    observer = RecordingObserver()
+    subscription = observer.subscribe_to(from_async_iterable(source))
+    await wait_until_set(observer.first)
+    for _ in range(3):
+        await asyncio.sleep(0)
+
+    subscription.dispose()
+    await wait_until_set(source.done)
+
+    assert source.log == ["cancelled", "cleanup-start", "cleanup-done"]
+    assert observer.errors == []
+    assert observer.completed == 0
+
+
+class EndingSlowClosingIterator:
+    """Ends after one event; its ``aclose`` needs a few loop turns (like closing a socket)."""
+
+    def __init__(self) -> None:
+        self.pulls = 0
+        self.close_started = asyncio.Event()
+        self.close_finished = False
+
+    def __aiter__(self) -> EndingSlowClosingIterator:
+        return self
+
+    async def __anext__(self) -> TokenEvent:
+        self.pulls += 1
+        if self.pulls > 1:
+            raise StopAsyncIteration
+        return TokenEvent("a")
+
+    async def aclose(self) -> None:
+        self.close_started.set()
+        for _ in range(3):
+            await asyncio.sleep(0)
+        self.close_finished = True
+
+
+async def test_dispose_from_outside_while_the_iterator_closes_does_not_cut_the_close_short() -> (
+    None
+):
+    iterator = EndingSlowClosingIterator()
+    observer = RecordingObserver()
+    subscription = observer.subscribe_to(from_async_iterable(lambda: iterator))
+    await iterator.close_started.wait()
+
+    subscription.dispose()
+    for _ in range(10):
+        await asyncio.sleep(0)
+
+    assert iterator.close_finished
+    assert observer.completed == 0
+    assert observer.errors == []
+
+
+def test_dispose_from_another_thread_during_on_next_lets_an_awaiting_cleanup_finish() -> None:
+    source = AwaitingCleanupSource()
+    in_on_next = threading.Event()
+    release = threading.Event()
+
+    def on_next(event: Any) -> None:
+        if not in_on_next.is_set():
+            in_on_next.set()
+            assert release.wait(10)
+
+    subscription = from_async_iterable(source).subscribe(on_next)
+    assert in_on_next.wait(10)
+    subscription.dispose()  # from the main thread, while the loop thread is inside on_next
+    release.set()
+
+    assert source.done.wait(10)
+    assert source.log == ["cleanup-start", "cleanup-done"]
