@@ -9,7 +9,7 @@ from collections.abc import Mapping
 
 from .. import errors
 
-__all__ = ["error_for_status", "retry_after_from_headers", "scrub"]
+__all__ = ["error_for_status", "is_context_too_long", "retry_after_from_headers", "scrub"]
 
 _CONTEXT_TOO_LONG = re.compile(
     r"prompt is too long|context length|context window|maximum context|too many tokens"
@@ -29,7 +29,7 @@ def error_for_status(
     """The rxllm error for an HTTP status (Anthropic 529 and the usual 4xx/5xx)."""
     cls: type[errors.ProviderError]
     if status in (400, 413, 422):
-        too_long = status == 413 or bool(_CONTEXT_TOO_LONG.search(message))
+        too_long = status == 413 or is_context_too_long(message)
         cls = errors.ContextTooLongError if too_long else errors.InvalidRequestError
     elif status == 401:
         cls = errors.AuthenticationError
@@ -69,8 +69,17 @@ def retry_after_from_headers(headers: Mapping[str, str] | None) -> float | None:
         return None if parsed is None else max(0.0, parsed.timestamp() - time.time())
 
 
+# OpenAI and xAI echo a masked form of a wrong key ("API key provided: sk-ab****wxyz").
+_ECHOED_KEY = re.compile(r"(?<=API key provided: )\S+?(?=\.?(?:\s|$))")
+
+
 def scrub(text: str, secret: str | None) -> str:
-    """``text`` with every occurrence (and prefix-masked echo) of ``secret`` removed."""
+    """``text`` without ``secret`` and without a provider's masked echo of a key."""
     if secret and len(secret) >= 4:
         text = text.replace(secret, "**********")
-    return text
+    return _ECHOED_KEY.sub("**********", text)
+
+
+def is_context_too_long(message: str) -> bool:
+    """Whether a provider's invalid-request message says the prompt does not fit."""
+    return bool(_CONTEXT_TOO_LONG.search(message))

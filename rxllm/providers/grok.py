@@ -60,7 +60,7 @@ from .. import errors
 from ..events import DoneEvent, FinishReason, ReasoningEvent, StreamEvent, TokenEvent, Usage
 from ..provider import Provider
 from ..request import StreamRequest
-from ._common import scrub
+from ._common import is_context_too_long, scrub
 
 __all__ = ["GrokProvider"]
 
@@ -100,10 +100,6 @@ _STATUS: dict[grpc.StatusCode, type[errors.ProviderError]] = {
 # api.x.ai answers a wrong key with INVALID_ARGUMENT (the REST API with 400) and echoes
 # the key masked ("xa***10"): that is an authentication failure, and even the mask goes.
 _WRONG_KEY = re.compile(r"incorrect api key|invalid api key|api key (is )?(invalid|missing)", re.I)
-_ECHOED_KEY = re.compile(r"(?<=API key provided: )\S+?(?=\.?(?:\s|$))")
-_CONTEXT_TOO_LONG = re.compile(
-    r"maximum prompt length|context length|context window|prompt is too long", re.I
-)
 # Models that take ``reasoning_effort``; the others answer INVALID_ARGUMENT to it.
 _TAKES_EFFORT = re.compile(r"^grok-3-mini|^grok-4\.[3-9](?![0-9])")
 _LOW_HIGH_ONLY = re.compile(r"^grok-3-mini")
@@ -215,7 +211,7 @@ class GrokProvider(Provider[AsyncClient]):
     # -- errors -----------------------------------------------------------------------------
 
     def _clean(self, message: str) -> str:
-        return _ECHOED_KEY.sub("**********", scrub(message, self.api_key.get_secret_value()))
+        return scrub(message, self.api_key.get_secret_value())
 
     def _error(
         self, error: grpc.aio.AioRpcError, model: str, *, streamed: bool
@@ -228,7 +224,7 @@ class GrokProvider(Provider[AsyncClient]):
         if code == grpc.StatusCode.INVALID_ARGUMENT:
             if _WRONG_KEY.search(details):
                 cls = errors.AuthenticationError
-            elif _CONTEXT_TOO_LONG.search(details):
+            elif is_context_too_long(details):
                 cls = errors.ContextTooLongError
         elif code == grpc.StatusCode.UNAVAILABLE and streamed:
             cls = errors.InterruptedError  # the connection was lost mid-stream

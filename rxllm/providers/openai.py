@@ -34,7 +34,6 @@ rxllm's ``retry_on_interrupt`` operator, where it is visible and composable.
 from __future__ import annotations
 
 import json
-import re
 import ssl
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, ClassVar
@@ -80,7 +79,6 @@ _INBAND_STATUS: dict[str, int] = {
 }
 
 # api.openai.com echoes a wrong key masked ("sk-abc*****wxyz"): drop even that.
-_ECHOED_KEY = re.compile(r"(?<=API key provided: )\S+?(?=\.?(?:\s|$))")
 
 _CLIENT_OPTIONS = ("organization", "project", "default_headers", "default_query")
 
@@ -211,7 +209,7 @@ class OpenAIProvider(Provider[openai.AsyncOpenAI]):
     # -- errors -----------------------------------------------------------------------------
 
     def _clean(self, message: str) -> str:
-        return _ECHOED_KEY.sub("**********", scrub(message, self.api_key.get_secret_value()))
+        return scrub(message, self.api_key.get_secret_value())
 
     def _error(self, error: Exception, model: str) -> errors.RxllmError:
         """The rxllm error for anything the SDK or the transport raised."""
