@@ -21,13 +21,14 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from reactivex import Observable, abc
-from reactivex.disposable import Disposable, SerialDisposable, SingleAssignmentDisposable
+from reactivex.disposable import Disposable, SingleAssignmentDisposable
 from reactivex.scheduler import VirtualTimeScheduler
 
 from ..errors import RateLimitedError
 from ..events import DoneEvent, StreamEvent
 from ..stream import LLMStream
 from ._scheduling import stream_scheduler
+from ._timers import release_timers
 from ._usage import estimate_prompt_tokens
 
 if TYPE_CHECKING:
@@ -146,7 +147,9 @@ class RateLimiter:
         self._tokens = _Bucket(tokens_per_minute) if tokens_per_minute else None
         self._queue: deque[_Waiter] = deque()
         self._paused_until = -math.inf
-        self._timer = SerialDisposable()
+        # The wake-up timer for the head of the queue: its scheduler, the timer, its number.
+        self._timer: tuple[abc.SchedulerBase, abc.DisposableBase] | None = None
+        self._timer_generation = 0
         self._lock = threading.RLock()
 
     @classmethod
@@ -224,7 +227,16 @@ class RateLimiter:
             self._pump()
 
     def _pump(self) -> None:
-        """Start every waiter at the head of the queue that fits; arm a timer for the next."""
+        """Start every waiter at the head of the queue that fits; arm a timer for the next.
+
+        Called under ``_lock``. The previous timer is released with
+        :func:`release_timers`, never disposed here: disposing a timer of a
+        thread-safe loop scheduler from a thread running another loop waits
+        for the timer's loop, which may be inside :meth:`_wake` waiting for
+        this lock. Scheduling never waits either, so nothing done under the
+        lock waits for another thread. A released timer that fires anyway
+        finds a newer generation and does nothing.
+        """
         while self._queue:
             head = self._queue[0]
             now = _clock(head.scheduler)
@@ -234,9 +246,11 @@ class RateLimiter:
             if self._tokens is not None:
                 wait = max(wait, self._tokens.wait(head.cost, now))
             if wait > 0:
-                self._timer.disposable = head.scheduler.schedule_relative(
-                    wait, lambda _s, _t: self._wake()
+                self._timer_generation += 1
+                timer = head.scheduler.schedule_relative(
+                    wait, self._on_timer, self._timer_generation
                 )
+                self._replace_timer((head.scheduler, timer))
                 return
             self._queue.popleft()
             if self._requests is not None:
@@ -244,11 +258,22 @@ class RateLimiter:
             if self._tokens is not None:
                 self._tokens.take(head.cost)
             head.scheduler.schedule(_run, head.start)
-        self._timer.disposable = Disposable()
+        self._timer_generation += 1
+        self._replace_timer(None)
 
-    def _wake(self) -> None:
+    def _replace_timer(self, timer: tuple[abc.SchedulerBase, abc.DisposableBase] | None) -> None:
+        previous, self._timer = self._timer, timer
+        if previous is not None:
+            release_timers(*previous)
+
+    def _on_timer(self, _: abc.SchedulerBase, generation: int | None) -> None:
+        if generation is not None:
+            self._wake(generation)
+
+    def _wake(self, generation: int) -> None:
         with self._lock:
-            self._pump()
+            if generation == self._timer_generation:
+                self._pump()
 
 
 def rate_limit(

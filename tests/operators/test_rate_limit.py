@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from typing import Any
 
 import pytest
 import reactivex
 from reactivex import Observable
 from reactivex import operators as ops
+from reactivex.scheduler.eventloop import AsyncIOThreadSafeScheduler
 from reactivex.testing import TestScheduler
 from reactivex.testing.coldobservable import ColdObservable
 from reactivex.testing.mockobserver import MockObserver
@@ -163,6 +166,44 @@ def test_a_retry_outside_the_limiter_waits_for_the_limiter_too() -> None:
     assert first.subscriptions == [subscribe(200, 210)]
     assert second.subscriptions == [subscribe(310, 320)]
     assert results.messages == [on_next(320, done()), on_completed(320)]
+
+
+def test_replacing_a_timer_on_another_loop_never_waits_for_that_loop() -> None:
+    """No timer is disposed under the limiter's lock in a way that waits for another loop.
+
+    Disposing an ``AsyncIOThreadSafeScheduler`` timer from a thread running a
+    *different* loop waits for the timer's loop; if that loop is meanwhile in
+    the limiter's wake-up (the timer fired) it waits for the lock: deadlock.
+    Made deterministic by holding the lock while the wake-up is posted to the
+    timer's loop, which is what happens when the timer fires while another
+    loop's stream is replacing it.
+    """
+    timer_loop = asyncio.new_event_loop()
+    loop_thread = threading.Thread(target=timer_loop.run_forever, daemon=True)
+    loop_thread.start()
+    on_timer_loop = AsyncIOThreadSafeScheduler(timer_loop)
+    limiter = RateLimiter(requests_per_minute=1)
+    first = reactivex.never().pipe(rate_limit(limiter)).subscribe(scheduler=on_timer_loop)
+    # the budget is spent: the second waits a minute, on a timer on timer_loop
+    second = reactivex.never().pipe(rate_limit(limiter)).subscribe(scheduler=on_timer_loop)
+
+    def timer_fires() -> None:  # what the limiter's wake-up does first: take the lock
+        with limiter._lock:
+            pass
+
+    async def from_another_loop() -> None:
+        with limiter._lock:
+            timer_loop.call_soon_threadsafe(timer_fires)
+            second.dispose()  # its place is given up: the timer is replaced
+
+    other = threading.Thread(target=asyncio.run, args=(from_another_loop(),), daemon=True)
+    other.start()
+    other.join(timeout=5)
+    assert not other.is_alive(), "deadlock: disposing the timer waited for its loop"
+    first.dispose()
+    timer_loop.call_soon_threadsafe(timer_loop.stop)
+    loop_thread.join(timeout=5)
+    timer_loop.close()
 
 
 @pytest.mark.parametrize(
