@@ -14,7 +14,9 @@ Two forms, for the two places it is used:
   models stay bound; providers without a key share one emulator per event
   loop, started the first time it is needed and kept running for the loop.
 
-Everything (model strings, the catalog) is checked before an emulator starts.
+Everything (model strings, the catalog, the real services' models too) is
+checked before an emulator starts, and a failure after it started stops it
+and closes the providers built so far.
 
 Example:
     >>> claude, gpt = await connect("anthropic:claude-haiku-4-5", "openai:gpt-5-mini")
@@ -38,6 +40,7 @@ from .errors import ConfigurationError
 
 if TYPE_CHECKING:
     from .emulator import Emulator
+    from .provider import Provider
 
 __all__ = ["EMULATED_PROVIDERS", "Connection", "Route", "connect", "stop_shared_emulator"]
 
@@ -253,36 +256,44 @@ async def _bind(
             )
         reason = "asked to emulate" if emulate else f"no {variables} set"
         routes[name] = Route(name, True, None, reason)
-    # Check every model (and the real providers' configuration) before starting anything.
-    for name, model_id in wanted:
-        if routes[name].emulated:
-            registry.model(f"{name}:{model_id}", api_key=_EMULATOR_KEY, **options)
+    # Check every model, and build the real services' providers (their SDK clients are
+    # made on first use), before starting anything.
+    providers: dict[str, Provider[Any]] = {}
     emulator: Emulator | None = None
-    if any(route.emulated for route in routes.values()):
-        emulator = await (
-            _shared_emulator(emulator_options) if shared else _own_emulator(emulator_options)
-        )
-    bound: list[registry.BoundModel] = []
-    providers: dict[str, Any] = {}
-    for name, model_id in wanted:
-        if name in providers:  # one provider object (one connection pool) per provider
-            bound.append(registry.BoundModel(providers[name], model_id))
-            continue
-        route = routes[name]
-        if route.emulated:
-            assert emulator is not None
-            url = emulator.base_url(name)
-            model = registry.model(
-                f"{name}:{model_id}", api_key=_EMULATOR_KEY, base_url=url, **options
+    try:
+        for name, model_id in wanted:
+            if routes[name].emulated:
+                registry.model(f"{name}:{model_id}", api_key=_EMULATOR_KEY, **options)
+            else:
+                model = registry.model(f"{name}:{model_id}", **options)
+                providers.setdefault(name, model.provider)
+        if any(route.emulated for route in routes.values()):
+            emulator = await (
+                _shared_emulator(emulator_options) if shared else _own_emulator(emulator_options)
             )
-        else:
-            model = registry.model(f"{name}:{model_id}", **options)
-        providers[name] = model.provider
-        routes[name] = Route(name, route.emulated, model.provider.base_url, route.reason)
-        bound.append(model)
-    if notice is not None:
-        for route in routes.values():
-            notice(route.describe())
+        bound: list[registry.BoundModel] = []
+        for name, model_id in wanted:
+            route = routes[name]
+            if name not in providers:  # one provider object (one connection pool) per provider
+                assert emulator is not None
+                url = emulator.base_url(name)
+                providers[name] = registry.model(
+                    f"{name}:{model_id}", api_key=_EMULATOR_KEY, base_url=url, **options
+                ).provider
+            provider = providers[name]
+            routes[name] = Route(name, route.emulated, provider.base_url, route.reason)
+            bound.append(registry.BoundModel(provider, model_id))
+        if notice is not None:
+            for route in routes.values():
+                notice(route.describe())
+    except BaseException:
+        # Leave nothing behind: the providers built so far, and an emulator started for
+        # this connection alone (a shared one stays for the loop's other connections).
+        for provider in providers.values():
+            await provider.aclose()
+        if emulator is not None and not shared:
+            await emulator.stop()
+        raise
     return Connection(bound, routes, emulator, owns_emulator=not shared)
 
 

@@ -108,3 +108,56 @@ async def test_everything_is_checked_before_an_emulator_starts() -> None:
     with pytest.raises(ValueError, match="at least one"):
         connect()
     assert said == []
+
+
+@pytest.fixture
+def started(monkeypatch: pytest.MonkeyPatch) -> list[Emulator]:
+    """Every emulator ``connect`` starts from here on."""
+    emulators: list[Emulator] = []
+    start = Emulator.start
+
+    async def recording_start(self: Emulator) -> None:
+        emulators.append(self)
+        await start(self)
+
+    monkeypatch.setattr(Emulator, "start", recording_start)
+    return emulators
+
+
+async def test_a_real_services_unknown_model_is_found_before_an_emulator_starts(
+    started: list[Emulator], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-real-looking-key")
+    with pytest.raises(ConfigurationError, match="unknown model 'no-such-model'"):
+        async with connect(FOUR[0], "openai:no-such-model", notice=None):
+            pass  # pragma: no cover
+    with pytest.raises(ConfigurationError, match="unknown model 'no-such-model'"):
+        await connect(FOUR[0], "openai:no-such-model", notice=None)
+    assert started == []
+
+
+async def test_a_failure_after_the_emulator_started_stops_it_and_closes_the_providers(
+    started: list[Emulator], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rxllm.provider import Provider
+
+    closed: list[str] = []
+    aclose = Provider.aclose
+
+    async def recording_aclose(self: Provider[object]) -> None:
+        closed.append(self.name)
+        await aclose(self)
+
+    monkeypatch.setattr(Provider, "aclose", recording_aclose)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-real-looking-key")
+
+    def failing_notice(line: str) -> None:
+        raise RuntimeError("the notice failed")
+
+    with pytest.raises(RuntimeError, match="the notice failed"):
+        async with connect(FOUR[0], FOUR[1], notice=failing_notice):
+            pass  # pragma: no cover
+    assert len(started) == 1
+    assert started[0]._runner is None, "the emulator kept running"
+    assert started[0]._xai is None
+    assert sorted(closed) == ["anthropic", "openai"]

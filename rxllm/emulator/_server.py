@@ -128,6 +128,14 @@ class Emulator:
     # -- lifecycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Serve on 127.0.0.1; if any part fails to start, what had started is stopped."""
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
         app = web.Application()
         for dialect, module in (
             ("anthropic", _anthropic),
@@ -139,8 +147,9 @@ class Emulator:
             app.add_subapp(_PREFIX[dialect], sub)
         # handler_cancellation: a client that disconnects cancels its handler at once,
         # which is how a stalled stream notices it was abandoned.
-        self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
-        await self._runner.setup()
+        runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+        await runner.setup()
+        self._runner = runner
         site = web.TCPSite(self._runner, HOST, self._want_port)
         await site.start()
         self.port = _bound_port(site)
@@ -171,22 +180,26 @@ class Emulator:
         def run() -> None:
             asyncio.set_event_loop(loop)
             try:
-                loop.run_until_complete(self.start())
+                loop.run_until_complete(self.start())  # stops what it started if it fails
             except BaseException as error:  # re-raised in the caller
                 failure.append(error)
+            else:
                 started.set()
-                return
-            started.set()
-            loop.run_forever()
-            loop.run_until_complete(self.stop())
-            loop.close()
+                loop.run_forever()
+                loop.run_until_complete(self.stop())
+            finally:
+                loop.run_until_complete(loop.shutdown_asyncgens())
+                loop.close()
+                started.set()
 
-        self._thread_loop = loop
-        self._thread = threading.Thread(target=run, name="rxllm-emulator", daemon=True)
-        self._thread.start()
+        thread = threading.Thread(target=run, name="rxllm-emulator", daemon=True)
+        thread.start()
         started.wait()
         if failure:
+            thread.join()
             raise failure[0]
+        self._thread_loop = loop
+        self._thread = thread
         return self
 
     def __exit__(

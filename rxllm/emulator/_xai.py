@@ -119,8 +119,12 @@ async def start(state: EmulatorState, host: str, port: int) -> XaiServer:
     chat = _ChatService(state)
     _register(chat_pb2_grpc.add_ChatServicer_to_server, chat, server)
     _register(models_pb2_grpc.add_ModelsServicer_to_server, _ModelsService(state), server)
-    bound = server.add_insecure_port(f"{host}:{port}")
-    await server.start()
+    try:
+        bound = server.add_insecure_port(f"{host}:{port}")
+        await server.start()
+    except BaseException:
+        await server.stop(grace=None)
+        raise
     return XaiServer(server, bound)
 
 
