@@ -78,6 +78,8 @@ class _Waiter:
         self.scheduler = scheduler
         self.start = start
         self.cancelled = False
+        self.granted = False  # charged to the budget, its start scheduled
+        self.started = False  # subscribed upstream: the request is on its way
 
 
 def _run(_: abc.SchedulerBase, start: Callable[[], None] | None) -> None:
@@ -95,7 +97,9 @@ class RateLimiter:
     none); for any other Observable, ``default_cost``. When the stream's
     ``done`` arrives the charge is corrected to the real ``total_tokens``
     (refunding the difference, or going into debt); a stream that ends
-    without a ``done`` keeps its estimate. A
+    without a ``done`` keeps its estimate. A stream disposed after it was
+    granted its budget but before it subscribed upstream gives its request
+    and tokens back. A
     :class:`~rxllm.errors.RateLimitedError` with ``retry_after`` seen on any
     of the streams pauses the whole limiter for that long.
 
@@ -208,6 +212,24 @@ class RateLimiter:
             if waiter in self._queue:
                 self._queue.remove(waiter)
                 self._pump()
+            elif waiter.granted and not waiter.started:
+                # Granted but never sent: give its request and tokens back.
+                now = _clock(waiter.scheduler)
+                if self._requests is not None:
+                    self._requests.refill(now)
+                    self._requests.give(1)
+                if self._tokens is not None:
+                    self._tokens.refill(now)
+                    self._tokens.give(waiter.cost)
+                self._pump()
+
+    def _begin(self, waiter: _Waiter) -> bool:
+        """Whether a granted waiter may subscribe upstream (false once it was disposed)."""
+        with self._lock:
+            if waiter.cancelled:
+                return False
+            waiter.started = True
+            return True
 
     def _settle(self, estimated: int, actual: int, scheduler: abc.SchedulerBase) -> None:
         """Correct a charge once the real usage is known."""
@@ -253,6 +275,7 @@ class RateLimiter:
                 self._replace_timer((head.scheduler, timer))
                 return
             self._queue.popleft()
+            head.granted = True
             if self._requests is not None:
                 self._requests.take(1)
             if self._tokens is not None:
@@ -337,8 +360,8 @@ def rate_limit(
                 observer.on_error(error)
 
             def start() -> None:
-                if waiter.cancelled:
-                    return
+                if not limiter._begin(waiter):
+                    return  # disposed after the grant: _cancel refunded it
                 upstream.disposable = source.subscribe(
                     on_next, on_error, observer.on_completed, scheduler=scheduler
                 )

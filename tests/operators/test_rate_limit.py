@@ -155,6 +155,30 @@ def test_disposing_while_waiting_never_subscribes_and_gives_up_the_place() -> No
     assert c.subscriptions == [subscribe(260, 270)]
 
 
+@pytest.mark.parametrize(
+    "limits", [{"requests_per_minute": 1}, {"tokens_per_minute": 300}], ids=["requests", "tokens"]
+)
+def test_disposing_after_the_grant_but_before_the_start_refunds_the_charge(
+    limits: dict[str, Any],
+) -> None:
+    scheduler = TestScheduler()
+    limiter = RateLimiter(**limits)
+    a, b = reply(scheduler), reply(scheduler)
+    observer: MockObserver[StreamEvent] = scheduler.create_observer()
+
+    def granted_then_disposed(s: Any, _: Any) -> None:
+        # granted at once; its start is scheduled, and it is disposed before that runs
+        llm_stream(a, 290).pipe(rate_limit(limiter)).subscribe(observer, scheduler=s).dispose()
+
+    scheduler.schedule_absolute(200, granted_then_disposed)
+    subscribe_at(scheduler, 210, llm_stream(b, 290).pipe(rate_limit(limiter)))
+    scheduler.start()
+    assert a.subscriptions == []
+    assert observer.messages == []
+    # a's request (and its 300 tokens) came back: b need not wait a minute for them
+    assert b.subscriptions == [subscribe(210, 220)]
+
+
 def test_a_retry_outside_the_limiter_waits_for_the_limiter_too() -> None:
     scheduler = TestScheduler()
     limiter = RateLimiter(requests_per_minute=60)
