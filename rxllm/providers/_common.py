@@ -4,12 +4,34 @@ from __future__ import annotations
 
 import email.utils
 import re
+import ssl
 import time
 from collections.abc import Mapping
 
+import anyio
+import httpx2
+
 from .. import errors
 
-__all__ = ["error_for_status", "is_context_too_long", "retry_after_from_headers", "scrub"]
+__all__ = [
+    "TRANSPORT_ERRORS",
+    "error_for_status",
+    "is_context_too_long",
+    "retry_after_from_headers",
+    "scrub",
+]
+
+TRANSPORT_ERRORS: tuple[type[Exception], ...] = (
+    httpx2.TransportError,
+    httpx2.StreamError,
+    ssl.SSLError,
+    anyio.EndOfStream,
+    anyio.BrokenResourceError,
+    OSError,
+)
+"""What a connection that fails or drops raises below the SDKs' own error types, for
+the HTTP providers to report as ``InterruptedError``: httpx2's transport and stream
+errors, and what escapes its mapping (TLS, anyio streams, plain socket errors)."""
 
 _CONTEXT_TOO_LONG = re.compile(
     r"prompt is too long|context length|context window|maximum context|too many tokens"

@@ -45,7 +45,7 @@ from .. import catalog, errors
 from ..events import DoneEvent, FinishReason, ReasoningEvent, StreamEvent, TokenEvent, Usage
 from ..provider import Provider
 from ..request import StreamRequest
-from ._common import error_for_status, retry_after_from_headers, scrub
+from ._common import TRANSPORT_ERRORS, error_for_status, retry_after_from_headers, scrub
 
 __all__ = ["AnthropicProvider"]
 
@@ -82,6 +82,9 @@ _ERROR_TYPE_STATUS: Mapping[str, int] = {
 }
 # Options of the provider that go to the SDK client.
 _CLIENT_OPTIONS = ("default_headers", "default_query", "http_client")
+
+# The connection failed or dropped, however the SDK or the layers under it say so.
+_CONNECTION_ERRORS: tuple[type[Exception], ...] = (anthropic.APIConnectionError, *TRANSPORT_ERRORS)
 
 
 class AnthropicProvider(Provider[anthropic.AsyncAnthropic]):
@@ -185,7 +188,7 @@ class AnthropicProvider(Provider[anthropic.AsyncAnthropic]):
             raise
         except anthropic.APIStatusError as error:
             raise self._status_error(error, request.model) from error
-        except (anthropic.APIConnectionError, httpx2.TransportError) as error:
+        except _CONNECTION_ERRORS as error:
             raise self._interrupted(error, request.model, state) from error
         except (json.JSONDecodeError, KeyError, TypeError) as error:
             # An event cut mid-way (its JSON incomplete) or not in the documented shape.

@@ -59,7 +59,7 @@ from .. import errors
 from ..events import DoneEvent, FinishReason, ReasoningEvent, StreamEvent, TokenEvent, Usage
 from ..provider import Provider
 from ..request import StreamRequest
-from ._common import error_for_status, retry_after_from_headers, scrub
+from ._common import TRANSPORT_ERRORS, error_for_status, retry_after_from_headers, scrub
 
 try:  # the SDK's private request pipeline (see the module docstring)
     from google.genai import _common as _genai_common
@@ -85,14 +85,13 @@ try:
     import httpx2
 
     _HTTPX_CONNECT: tuple[type[Exception], ...] = (httpx2.ConnectError,)
-    _HTTPX_TRANSPORT: tuple[type[Exception], ...] = (httpx2.TransportError,)
 except ImportError:  # pragma: no cover - httpx2 comes with google-genai
-    _HTTPX_CONNECT = _HTTPX_TRANSPORT = ()
+    _HTTPX_CONNECT = ()
 
 # Failures of the connection or of the stream's bytes (not statuses: those are APIError).
 _TRANSPORT_ERRORS: tuple[type[Exception], ...] = (
     aiohttp.ClientError,
-    *_HTTPX_TRANSPORT,
+    *TRANSPORT_ERRORS,  # httpx2's, TLS, anyio and socket errors, as for every HTTP provider
     TimeoutError,
     json.JSONDecodeError,
     genai_errors.UnknownApiResponseError,

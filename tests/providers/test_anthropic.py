@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
+import ssl
+import struct
 import urllib.parse
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import anthropic
+import anyio
+import httpx2
 import pytest
 from aiohttp import web
 
@@ -308,6 +313,100 @@ async def test_unreachable_server_is_interrupted() -> None:
     finally:
         await provider.aclose()
     assert isinstance(caught.value.__cause__, anthropic.APIConnectionError)
+
+
+_MESSAGE_START = {
+    "type": "message_start",
+    "message": {
+        "id": "msg_1",
+        "type": "message",
+        "role": "assistant",
+        "model": MODEL,
+        "content": [],
+        "stop_reason": None,
+        "usage": {"input_tokens": 3, "output_tokens": 1},
+    },
+}
+_FIRST_DELTA = {
+    "type": "content_block_delta",
+    "index": 0,
+    "delta": {"type": "text_delta", "text": "Hello"},
+}
+
+
+def _sse(*events: dict[str, Any]) -> bytes:
+    return b"".join(
+        f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode() for event in events
+    )
+
+
+async def test_a_connection_reset_mid_body_is_interrupted_after_the_tokens() -> None:
+    async def reset_after_one_token(reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(
+            b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n"
+            + _sse(_MESSAGE_START, _FIRST_DELTA)
+        )
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.transport.abort()  # with linger 0: an RST, not a clean close
+
+    server = await asyncio.start_server(reset_after_one_token, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    provider = AnthropicProvider(api_key="k", base_url=f"http://127.0.0.1:{port}")
+    try:
+        events, error = await run(provider, provider.request("Hi", model=MODEL))
+    finally:
+        await provider.aclose()
+        server.close()
+        await server.wait_closed()
+    assert text(events) == "Hello"
+    assert isinstance(error, errors.InterruptedError)
+    assert error.retryable
+
+
+class _BreakingBody(httpx2.AsyncByteStream):
+    """A response body that sends one token, then fails below httpx2's own error mapping."""
+
+    def __init__(self, failure: BaseException) -> None:
+        self.failure = failure
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield _sse(_MESSAGE_START, _FIRST_DELTA)
+        raise self.failure
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        ConnectionResetError(104, "Connection reset by peer"),
+        ssl.SSLError(1, "[SSL: DECRYPTION_FAILED_OR_BAD_RECORD_MAC] bad record mac"),
+        anyio.EndOfStream(),
+        anyio.BrokenResourceError(),
+        httpx2.StreamClosed(),
+    ],
+    ids=type,
+)
+async def test_a_raw_transport_failure_mid_body_is_interrupted(failure: BaseException) -> None:
+    def respond(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(
+            200, headers={"content-type": "text/event-stream"}, stream=_BreakingBody(failure)
+        )
+
+    http_client = httpx2.AsyncClient(transport=httpx2.MockTransport(respond))
+    provider = AnthropicProvider(
+        api_key="k", base_url="http://anthropic.test", http_client=http_client
+    )
+    try:
+        events, error = await run(provider, provider.request("Hi", model=MODEL))
+    finally:
+        await provider.aclose()
+        await http_client.aclose()
+    assert text(events) == "Hello"
+    assert isinstance(error, errors.InterruptedError), repr(error)
+    assert error.__cause__ is failure
 
 
 async def test_dispose_mid_stream_closes_the_connection(
