@@ -178,8 +178,11 @@ def _lane(
 class Comparison(Observable[LaneEvent]):
     """The lanes of a fan-out, as one cold ``Observable[LaneEvent]``.
 
-    ``latest`` holds each lane's most recent metrics from the latest
-    subscription, so ``summary()`` after a run gives the final table.
+    Every subscription keeps its own metrics (and each ``LaneEvent`` carries its
+    lane's). ``latest`` is the most recent subscription's: each lane's most
+    recent metrics in that run, so ``summary()`` after a run gives its final
+    table. An earlier subscription still running never writes into it, and
+    ``collect()`` returns the metrics of its own run.
     """
 
     def __init__(
@@ -199,15 +202,27 @@ class Comparison(Observable[LaneEvent]):
     def _subscribe_core(
         self, observer: abc.ObserverBase[LaneEvent], scheduler: abc.SchedulerBase | None = None
     ) -> abc.DisposableBase:
-        self.latest = {name: _fresh(name) for name in self.streams}
+        return self._run({}).subscribe(observer, scheduler=scheduler)
 
-        def remember(event: LaneEvent) -> None:
-            self.latest[event.lane] = event.metrics
+    def _run(self, metrics: dict[str, LaneMetrics]) -> Observable[LaneEvent]:
+        """The lanes, keeping each lane's latest metrics of each subscription in ``metrics``
+        (which becomes ``latest``)."""
 
-        merged = reactivex.merge(
-            *(_lane(name, stream, self.clock) for name, stream in self.streams.items())
-        )
-        return merged.pipe(ops.do_action(remember)).subscribe(observer, scheduler=scheduler)
+        def subscribe(
+            observer: abc.ObserverBase[LaneEvent], scheduler: abc.SchedulerBase | None = None
+        ) -> abc.DisposableBase:
+            metrics.update((name, _fresh(name)) for name in self.streams)
+            self.latest = metrics
+
+            def remember(event: LaneEvent) -> None:
+                metrics[event.lane] = event.metrics
+
+            merged = reactivex.merge(
+                *(_lane(name, stream, self.clock) for name, stream in self.streams.items())
+            )
+            return merged.pipe(ops.do_action(remember)).subscribe(observer, scheduler=scheduler)
+
+        return reactivex.create(subscribe)
 
     async def collect(self) -> dict[str, LaneResult]:
         """Run every lane to its end on the running loop; each lane's result by name.
@@ -234,7 +249,8 @@ class Comparison(Observable[LaneEvent]):
             if not ended.done():
                 ended.set_result(None)
 
-        subscription = self.subscribe(
+        metrics: dict[str, LaneMetrics] = {}  # this run's, whatever other subscriptions do
+        subscription = self._run(metrics).subscribe(
             on_next, on_error, on_completed, scheduler=AsyncIOScheduler(loop)
         )
         try:
@@ -242,8 +258,8 @@ class Comparison(Observable[LaneEvent]):
         finally:
             subscription.dispose()
         return {
-            name: LaneResult(name, "".join(texts[name]), "".join(thoughts[name]), metrics)
-            for name, metrics in self.latest.items()
+            name: LaneResult(name, "".join(texts[name]), "".join(thoughts[name]), lane_metrics)
+            for name, lane_metrics in metrics.items()
         }
 
     def summary(self) -> list[dict[str, Any]]:

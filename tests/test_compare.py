@@ -8,12 +8,13 @@ import sys
 from collections.abc import AsyncIterator
 
 import pytest
+from reactivex import Observable
 from reactivex.scheduler.eventloop import AsyncIOScheduler
 
 from rxllm import registry
-from rxllm.compare import Comparison, LaneEvent, compare
+from rxllm.compare import Comparison, LaneEvent, LaneResult, compare
 from rxllm.emulator import Emulator
-from rxllm.events import ErrorEvent, FinishReason, TokenEvent
+from rxllm.events import ErrorEvent, FinishReason, StreamEvent, TokenEvent
 from rxllm.testing import EMULATOR_KEY
 
 SPECS = {
@@ -219,3 +220,75 @@ def test_compare_checks_its_models() -> None:
     with pytest.raises(ValueError, match="twice"):
         compare("Hi", [model, model])
     assert isinstance(compare("Hi", [model]), Comparison)
+
+
+def _fast_and_slow_lanes(release: asyncio.Event) -> Comparison:
+    """Two lanes; run n of each streams "x" * n. The slow lane's first run then waits for
+    ``release`` and streams " more" before it ends."""
+    from rxllm import from_async_iterable
+
+    from .sources import done
+
+    runs = {"test:fast": 0, "test:slow": 0}
+
+    def lane(name: str) -> Observable[StreamEvent]:
+        async def run() -> AsyncIterator[StreamEvent]:
+            runs[name] += 1
+            n = runs[name]
+            yield TokenEvent("x" * n)
+            if name == "test:slow" and n == 1:
+                await release.wait()
+                yield TokenEvent(" more")
+            yield done()
+
+        return from_async_iterable(run)
+
+    return Comparison({name: lane(name) for name in runs})
+
+
+def _consistent(results: dict[str, LaneResult]) -> dict[str, tuple[str, int, int]]:
+    """Each lane's text, and its metrics' token and char counts (which must match the text)."""
+    return {
+        name: (result.text, result.metrics.tokens, result.metrics.chars)
+        for name, result in results.items()
+    }
+
+
+async def test_concurrent_collects_each_get_their_own_metrics() -> None:
+    release = asyncio.Event()
+    comparison = _fast_and_slow_lanes(release)
+
+    first = asyncio.create_task(comparison.collect())
+    for _ in range(5):
+        await asyncio.sleep(0)
+    second = await comparison.collect()  # runs whole while the first waits on its slow lane
+    release.set()
+    first_results = await first
+
+    assert _consistent(first_results) == {"test:fast": ("x", 1, 1), "test:slow": ("x more", 2, 6)}
+    assert _consistent(second) == {"test:fast": ("xx", 1, 2), "test:slow": ("xx", 1, 2)}
+
+
+async def test_latest_and_summary_are_the_latest_subscriptions_alone() -> None:
+    release = asyncio.Event()
+    comparison = _fast_and_slow_lanes(release)
+    first_events: list[LaneEvent] = []
+    first_ended = asyncio.Event()
+    comparison.subscribe(
+        first_events.append,
+        on_completed=first_ended.set,
+        scheduler=AsyncIOScheduler(asyncio.get_running_loop()),
+    )
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+    await comparison.collect()  # the latest subscription
+    release.set()  # the earlier one goes on, after it
+    await asyncio.wait_for(first_ended.wait(), 10)
+
+    assert first_events[-1].metrics.tokens == 2  # its own events carry its own metrics
+    assert comparison.latest["test:slow"].tokens == 1
+    assert [(row["lane"], row["tokens"]) for row in comparison.summary()] == [
+        ("test:fast", 1),
+        ("test:slow", 1),
+    ]
