@@ -8,6 +8,7 @@ import pytest
 
 from rxllm import errors
 from rxllm.emulator import Emulator
+from rxllm.emulator._content import tokenize
 from rxllm.events import DoneEvent, FinishReason, StreamEvent, TokenEvent, Usage
 from rxllm.provider import Provider
 from rxllm.providers.openai import OpenAIProvider
@@ -113,3 +114,30 @@ async def test_openai_resume_through_the_emulator_sends_the_instruction(
     messages = emulator.requests[-1].body["messages"]
     assert messages[-2] == {"role": "assistant", "content": whole.text[:cut]}
     assert messages[-1] == {"role": "user", "content": CONTINUATION_INSTRUCTION}
+
+
+async def test_staged_operators_keep_one_budget_across_a_resumed_stream(
+    emulator: Emulator,
+) -> None:
+    from rxllm import collect
+    from rxllm.operators import retry_on_interrupt, take_tokens, timeout
+
+    provider = OpenAIProvider(api_key=EMULATOR_KEY, base_url=emulator.base_url("openai"))
+    try:
+        reference = await provider.complete("Tell me a story", model="gpt-4o")
+        cut = provider.stream("Tell me a story", model="gpt-4o~fault=drop,after=4,times=1")
+        result = await collect(
+            cut.pipe(timeout(idle=30), take_tokens(6), retry_on_interrupt(3, backoff=0))
+        )
+    finally:
+        await provider.aclose()
+    # 4 tokens before the drop, 2 from the continuation: take_tokens' 6 span both attempts
+    assert result.finish_reason == "token_limit"
+    assert result.text == "".join(tokenize(reference.text)[:6])
+    assert result.provider == "openai"  # the early done still knows who answered
+    first, second = emulator.requests[1:]
+    assert first.fault == "drop"
+    assert second.fault is None
+    assert result.text.startswith(
+        "".join(second.body["messages"][-2]["content"])  # the continuation's prefill
+    )

@@ -12,6 +12,7 @@ from reactivex import Observable, abc
 from reactivex.disposable import CompositeDisposable, Disposable, SingleAssignmentDisposable
 
 from ..events import StreamEvent, TokenEvent
+from ..stream import staged
 from ._scheduling import stream_scheduler
 from ._timers import release_timers
 
@@ -73,7 +74,7 @@ def batch_tokens(
             "without either a batch would only end with the stream"
         )
 
-    def operator(source: Observable[StreamEvent]) -> Observable[StreamEvent]:
+    def operator(source: Observable[StreamEvent], _before: int) -> Observable[StreamEvent]:
         def subscribe(
             observer: abc.ObserverBase[StreamEvent],
             scheduler: abc.SchedulerBase | None = None,
@@ -82,7 +83,7 @@ def batch_tokens(
 
         return Observable(subscribe)
 
-    return operator
+    return staged(operator)
 
 
 class _Batcher:

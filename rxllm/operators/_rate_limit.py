@@ -26,7 +26,7 @@ from reactivex.scheduler import VirtualTimeScheduler
 
 from ..errors import RateLimitedError
 from ..events import DoneEvent, StreamEvent
-from ..stream import LLMStream
+from ..stream import LLMStream, staged
 from ._scheduling import stream_scheduler
 from ._timers import release_timers
 from ._usage import estimate_prompt_tokens
@@ -338,7 +338,7 @@ def rate_limit(
     if not isinstance(limiter, RateLimiter):
         raise ValueError(f"rate_limit needs a RateLimiter, got {limiter!r}")
 
-    def operator(source: Observable[StreamEvent]) -> Observable[StreamEvent]:
+    def operator(source: Observable[StreamEvent], _before: int) -> Observable[StreamEvent]:
         def subscribe(
             observer: abc.ObserverBase[StreamEvent], scheduler: abc.SchedulerBase | None = None
         ) -> abc.DisposableBase:
@@ -377,7 +377,7 @@ def rate_limit(
 
         return Observable(subscribe)
 
-    return operator
+    return staged(operator)
 
 
 # Limiters built from configuration, one per (provider, limits): shared process-wide.

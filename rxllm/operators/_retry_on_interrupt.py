@@ -98,7 +98,8 @@ def retry_on_interrupt(
     - **Before any output**: wait (``backoff``, never less than the error's
       ``retry_after``) and subscribe to the source again.
     - **After output, on an** :class:`~rxllm.stream.LLMStream` (what
-      ``provider.stream(...)`` returns): subscribe to
+      ``provider.stream(...)`` returns, also after ``timeout``, ``take_tokens``,
+      ``batch_tokens`` or ``rate_limit``, which keep it one): subscribe to
       ``source.continued(text_so_far, tokens_used=...)``, which asks the same
       provider to continue after the text already delivered (assistant
       prefill). The consumer sees one seamless stream: no text repeated, none
@@ -218,7 +219,11 @@ class _Retrying:
         source = self.source
         prefix = ""
         if text and isinstance(source, LLMStream):
-            source = source.continued(text, tokens_used=self.past_usage.completion_tokens)
+            source = source.continued(
+                text,
+                tokens_used=self.past_usage.completion_tokens,
+                token_events=len(self.delivered),
+            )
         elif text:
             prefix = text
         meter = UsageMeter(source)

@@ -8,6 +8,7 @@ from reactivex import Observable, abc
 from reactivex.disposable import SingleAssignmentDisposable
 
 from ..events import FinishReason, StreamEvent, TokenEvent
+from ..stream import staged
 from ._usage import UsageMeter
 
 __all__ = ["take_tokens"]
@@ -46,7 +47,10 @@ def take_tokens(n: int) -> Callable[[Observable[StreamEvent]], Observable[Stream
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"take_tokens(n) needs an integer n >= 1, got {n!r}")
 
-    def operator(source: Observable[StreamEvent]) -> Observable[StreamEvent]:
+    def operator(source: Observable[StreamEvent], before: int) -> Observable[StreamEvent]:
+        # On a resumed stream, earlier attempts' tokens count against the same n.
+        limit = max(1, n - before)
+
         def subscribe(
             observer: abc.ObserverBase[StreamEvent],
             scheduler: abc.SchedulerBase | None = None,
@@ -61,7 +65,7 @@ def take_tokens(n: int) -> Callable[[Observable[StreamEvent]], Observable[Stream
                     return
                 usage.observe(event)
                 observer.on_next(event)
-                reached = isinstance(event, TokenEvent) and usage.token_events >= n
+                reached = isinstance(event, TokenEvent) and usage.token_events >= limit
                 if reached and usage.final is None:
                     stopped = True
                     # Dispose before telling anyone: the connection closes now, not
@@ -87,4 +91,4 @@ def take_tokens(n: int) -> Callable[[Observable[StreamEvent]], Observable[Stream
 
         return Observable(subscribe)
 
-    return operator
+    return staged(operator)

@@ -18,6 +18,7 @@ from reactivex.disposable import (
 from .. import errors
 from ..errors import TimeoutPhase
 from ..events import DoneEvent, FinishReason, ReasoningEvent, StreamEvent, TokenEvent
+from ..stream import staged
 from ._scheduling import stream_scheduler
 from ._timers import release_timers
 from ._usage import UsageMeter
@@ -89,7 +90,7 @@ def timeout(
     if not limits:
         raise ValueError("timeout() needs at least one of first_token=, idle=, total= (seconds)")
 
-    def operator(source: Observable[StreamEvent]) -> Observable[StreamEvent]:
+    def operator(source: Observable[StreamEvent], _before: int) -> Observable[StreamEvent]:
         def subscribe(
             observer: abc.ObserverBase[StreamEvent],
             scheduler: abc.SchedulerBase | None = None,
@@ -98,7 +99,7 @@ def timeout(
 
         return Observable(subscribe)
 
-    return operator
+    return staged(operator)
 
 
 _MESSAGES: dict[TimeoutPhase, str] = {
