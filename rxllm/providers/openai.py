@@ -34,11 +34,9 @@ rxllm's ``retry_on_interrupt`` operator, where it is visible and composable.
 from __future__ import annotations
 
 import json
-import ssl
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, ClassVar
 
-import anyio
 import httpx2
 import openai
 from openai._streaming import SSEDecoder
@@ -48,7 +46,7 @@ from .. import errors
 from ..events import DoneEvent, FinishReason, ReasoningEvent, StreamEvent, TokenEvent, Usage
 from ..provider import Provider
 from ..request import StreamRequest
-from ._common import error_for_status, retry_after_from_headers, scrub
+from ._common import TRANSPORT_ERRORS, error_for_status, retry_after_from_headers, scrub
 
 __all__ = ["OpenAIProvider"]
 
@@ -78,18 +76,7 @@ _INBAND_STATUS: dict[str, int] = {
     "server_error": 500,
 }
 
-# api.openai.com echoes a wrong key masked ("sk-abc*****wxyz"): drop even that.
-
 _CLIENT_OPTIONS = ("organization", "project", "default_headers", "default_query")
-
-_TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
-    httpx2.TransportError,
-    httpx2.StreamError,
-    ssl.SSLError,
-    anyio.EndOfStream,
-    anyio.BrokenResourceError,
-    OSError,
-)
 
 
 class OpenAIProvider(Provider[openai.AsyncOpenAI]):
@@ -234,7 +221,7 @@ class OpenAIProvider(Provider[openai.AsyncOpenAI]):
                 provider=self.name,
                 model=model,
             )
-        if isinstance(error, (openai.APIConnectionError, *_TRANSPORT_ERRORS)):
+        if isinstance(error, (openai.APIConnectionError, *TRANSPORT_ERRORS)):
             detail = self._clean(str(error)) or type(error).__name__
             return errors.InterruptedError(
                 f"the connection failed or dropped: {detail}", provider=self.name, model=model
