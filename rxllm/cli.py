@@ -28,7 +28,7 @@ from rich.table import Table
 from rich.text import Text
 
 from . import catalog, registry
-from .compare import Comparison, LaneEvent, compare
+from .compare import Comparison, LaneEvent, compare, one_line
 from .connect import connect
 from .errors import ConfigurationError, RxllmError
 from .events import DoneEvent, ReasoningEvent, StreamEvent, TokenEvent, Usage
@@ -110,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (RxllmError, ValueError) as error:
         if args.debug:
             raise
-        errors.print(f"[red]error:[/] {escape(_one_line(error))}")
+        errors.print(f"[red]error:[/] {escape(one_line(error))}")
         usage = isinstance(error, ConfigurationError) or not isinstance(error, RxllmError)
         return EXIT_USAGE if usage else EXIT_ERROR
 
@@ -121,12 +121,6 @@ def _console(stream: TextIO) -> Console:
     if not console.is_terminal and "COLUMNS" not in os.environ:
         console = Console(file=stream, highlight=False, soft_wrap=True, width=160)
     return console
-
-
-def _one_line(error: BaseException) -> str:
-    lines = str(error).strip().splitlines()
-    name = type(error).__name__
-    return f"{name}: {lines[0]}" if lines else name
 
 
 # -- providers, real or emulated ----------------------------------------------------------
@@ -249,7 +243,7 @@ async def _stream(console: Console, errors: Console, args: argparse.Namespace) -
                 out.flush()
             if args.debug:
                 raise
-            errors.print(f"[red]error:[/] {escape(_one_line(error))}")
+            errors.print(f"[red]error:[/] {escape(one_line(error))}")
             raise _Failed from error
         finally:
             subscription.dispose()

@@ -136,7 +136,7 @@ def _advance(metrics: LaneMetrics, event: StreamEvent, elapsed: float) -> LaneMe
             elapsed=elapsed,
         )
     if isinstance(event, ErrorEvent):
-        return replace(metrics, error=_one_line(event.error), elapsed=elapsed)
+        return replace(metrics, error=one_line(event.error), elapsed=elapsed)
     return replace(
         metrics, reasoning_chars=metrics.reasoning_chars + len(event.text), elapsed=elapsed
     )
@@ -147,9 +147,11 @@ def _fresh(lane: str) -> LaneMetrics:
     return LaneMetrics(lane=lane, provider=provider, model=model)
 
 
-def _one_line(error: BaseException) -> str:
+def one_line(error: BaseException) -> str:
+    """``"OverloadedError: anthropic:claude-… [529] Overloaded"``: an error for a lane or a
+    terminal line (its class and the first line of its message)."""
     text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0] if text else ''}".rstrip(": ")
+    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
 
 
 def _lane(

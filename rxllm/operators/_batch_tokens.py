@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import threading
 from collections.abc import Callable
 from datetime import timedelta
@@ -13,7 +12,7 @@ from reactivex.disposable import CompositeDisposable, Disposable, SingleAssignme
 
 from ..events import StreamEvent, TokenEvent
 from ..stream import staged
-from ._scheduling import stream_scheduler
+from ._scheduling import positive_seconds, stream_scheduler
 from ._timers import release_timers
 
 __all__ = ["batch_tokens"]
@@ -67,7 +66,11 @@ def batch_tokens(
         isinstance(max_count, bool) or not isinstance(max_count, int) or max_count < 1
     ):
         raise ValueError(f"batch_tokens(max_count=) must be an integer >= 1, got {max_count!r}")
-    interval = None if max_interval is None else _seconds(max_interval)
+    interval = (
+        None
+        if max_interval is None
+        else positive_seconds(max_interval, "batch_tokens(max_interval=)")
+    )
     if max_count is None and interval is None:
         raise ValueError(
             "batch_tokens() needs max_count= or max_interval= (or both); "
@@ -187,15 +190,3 @@ class _Batcher:
 
 def _joined(batch: list[TokenEvent]) -> TokenEvent:
     return batch[0] if len(batch) == 1 else TokenEvent("".join(t.text for t in batch))
-
-
-def _seconds(value: float | timedelta) -> float:
-    if isinstance(value, timedelta):
-        seconds = value.total_seconds()
-    elif isinstance(value, int | float) and not isinstance(value, bool):
-        seconds = float(value)
-    else:
-        raise ValueError(f"batch_tokens(max_interval=) must be seconds, got {value!r}")
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise ValueError(f"batch_tokens(max_interval=) must be > 0 seconds, got {value!r}")
-    return seconds

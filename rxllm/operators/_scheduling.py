@@ -10,13 +10,15 @@ is on another thread).
 from __future__ import annotations
 
 import asyncio
+import math
+from datetime import timedelta
 
 from reactivex import abc
 from reactivex.scheduler.eventloop import AsyncIOScheduler, AsyncIOThreadSafeScheduler
 
 from .._bridge import background_loop
 
-__all__ = ["stream_scheduler"]
+__all__ = ["positive_seconds", "stream_scheduler"]
 
 
 def stream_scheduler(
@@ -30,3 +32,17 @@ def stream_scheduler(
         return AsyncIOScheduler(asyncio.get_running_loop())
     except RuntimeError:
         return AsyncIOThreadSafeScheduler(background_loop())
+
+
+def positive_seconds(value: float | timedelta, what: str) -> float:
+    """``value`` (seconds or a ``timedelta``) as float seconds; ``ValueError`` naming ``what``
+    unless it is finite and above zero."""
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        raise ValueError(f"{what} must be a number of seconds, got {value!r}")
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError(f"{what} must be a positive number of seconds, got {value!r}")
+    return seconds

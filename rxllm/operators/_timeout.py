@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import threading
 from collections.abc import Callable
 from datetime import timedelta
@@ -19,7 +18,7 @@ from .. import errors
 from ..errors import TimeoutPhase
 from ..events import DoneEvent, FinishReason, ReasoningEvent, StreamEvent, TokenEvent
 from ..stream import staged
-from ._scheduling import stream_scheduler
+from ._scheduling import positive_seconds, stream_scheduler
 from ._timers import release_timers
 from ._usage import UsageMeter
 
@@ -86,7 +85,7 @@ def timeout(
     )
     for phase, value in given:
         if value is not None:
-            limits[phase] = _seconds(phase, value)
+            limits[phase] = positive_seconds(value, f"timeout({phase}=)")
     if not limits:
         raise ValueError("timeout() needs at least one of first_token=, idle=, total= (seconds)")
 
@@ -245,15 +244,3 @@ class _TimedRun:
         if idle is not None:
             timers.add(idle)
         release_timers(self.timers_on, timers)
-
-
-def _seconds(name: str, value: Seconds) -> float:
-    if isinstance(value, timedelta):
-        seconds = value.total_seconds()
-    elif isinstance(value, int | float) and not isinstance(value, bool):
-        seconds = float(value)
-    else:
-        raise ValueError(f"timeout({name}=) must be a number of seconds, got {value!r}")
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise ValueError(f"timeout({name}=) must be a positive number of seconds, got {value!r}")
-    return seconds
