@@ -155,8 +155,10 @@ def test_compare(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert [row.split()[0] for row in rows] == FOUR
     assert all(row.endswith("length") and " tok/s " in row for row in rows)
 
-    frame = cells["dataframe"].outputs
-    assert frame  # a DataFrame, or the note that pandas is not installed
+    (frame,) = cells["dataframe"].outputs  # pandas is in the dev extras: a real DataFrame
+    html = frame["data"]["text/html"]
+    assert "<table" in html
+    assert all(spec in html for spec in FOUR)
     failing = stdout(cells["failing-lane"]).splitlines()
     assert failing[0].startswith("anthropic: asked to emulate, using the local emulator")
     lanes = dict(line.split(maxsplit=1) for line in failing[2:])
