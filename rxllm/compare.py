@@ -33,6 +33,7 @@ from .events import (
 from .request import StreamRequest
 
 if TYPE_CHECKING:
+    from .provider import Provider
     from .stream import LLMStream
 
 __all__ = ["Comparison", "LaneEvent", "LaneMetrics", "LaneResult", "compare"]
@@ -191,11 +192,29 @@ class Comparison(Observable[LaneEvent]):
         self,
         streams: dict[str, Observable[StreamEvent]],
         clock: Callable[[], float] = time.perf_counter,
+        *,
+        owned: Sequence[Provider[Any]] = (),
     ) -> None:
         super().__init__()
         self.streams = streams
         self.clock = clock
         self.latest: dict[str, LaneMetrics] = {}
+        self._owned = list(owned)
+
+    async def aclose(self) -> None:
+        """Close the providers ``compare`` built from ``"provider:model"`` strings.
+
+        Bound models passed in are the caller's to close. Also ``async with``.
+        """
+        owned, self._owned = self._owned, []
+        for provider in owned:
+            await provider.aclose()
+
+    async def __aenter__(self) -> Comparison:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
 
     @property
     def lanes(self) -> list[str]:
@@ -295,7 +314,10 @@ def compare(
 
     Args:
         prompt_or_request: the prompt, or a request whose ``model`` each lane replaces.
-        models: ``"provider:model"`` strings, or bound models from ``rxllm.model(...)``.
+        models: ``"provider:model"`` strings, or bound models from ``rxllm.model(...)``
+            or ``rxllm.connect(...)``. For strings, ``compare`` builds one provider per
+            vendor and owns it: release it with ``await comparison.aclose()`` or
+            ``async with compare(...) as comparison:``.
         **request_fields: request fields for every lane (``max_tokens=``, ``system=``...).
 
     Example:
@@ -305,16 +327,23 @@ def compare(
         >>> results["openai:gpt-5-mini"].text
         >>> cmp.summary()
     """
+    from .registry import BoundModel
     from .registry import model as bind
 
     if not models:
         raise ValueError("compare() needs at least one model")
     streams: dict[str, Observable[StreamEvent]] = {}
+    built: dict[str, Provider[Any]] = {}  # one provider (one connection pool) per vendor
     for spec in models:
-        bound = bind(spec) if isinstance(spec, str) else spec
+        if isinstance(spec, str):
+            bound = bind(spec)
+            shared = built.setdefault(bound.provider.name, bound.provider)
+            bound = BoundModel(shared, bound.name)
+        else:
+            bound = spec
         name = f"{bound.provider.name}:{bound.name}"
         if name in streams:
             raise ValueError(f"compare() got {name!r} twice")
         stream: LLMStream = bound.stream(prompt_or_request, **request_fields)
         streams[name] = stream
-    return Comparison(streams)
+    return Comparison(streams, owned=list(built.values()))

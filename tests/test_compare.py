@@ -15,6 +15,7 @@ from rxllm import registry
 from rxllm.compare import Comparison, LaneEvent, LaneResult, compare
 from rxllm.emulator import Emulator
 from rxllm.events import ErrorEvent, FinishReason, StreamEvent, TokenEvent
+from rxllm.stream import LLMStream
 from rxllm.testing import EMULATOR_KEY
 
 SPECS = {
@@ -292,3 +293,24 @@ async def test_latest_and_summary_are_the_latest_subscriptions_alone() -> None:
         ("test:fast", 1),
         ("test:slow", 1),
     ]
+
+
+async def test_compare_with_strings_shares_one_provider_per_vendor_and_closes_it(
+    emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in emulator.env().items():
+        monkeypatch.setenv(name, EMULATOR_KEY if name.endswith("_API_KEY") else value)
+    async with compare(
+        "Hi", ["openai:gpt-4o", "openai:gpt-5-mini", "grok:grok-4"], max_tokens=3
+    ) as comparison:
+        results = await comparison.collect()
+        assert all(result.error is None for result in results.values())
+        gpt4o, gpt5, grok = (comparison.streams[lane] for lane in comparison.lanes)
+        assert isinstance(gpt4o, LLMStream)
+        assert isinstance(gpt5, LLMStream)
+        assert isinstance(grok, LLMStream)
+        assert gpt4o.provider is gpt5.provider  # one connection pool for one vendor
+        assert gpt4o.provider._clients  # clients made by the run...
+        assert grok.provider._clients
+    assert not gpt4o.provider._clients  # ...released on exit
+    assert not grok.provider._clients
