@@ -69,6 +69,12 @@ class LLMStream(Observable[StreamEvent]):
         """
         return _StagedStream(self, stage, 0)
 
+    def _ipython_display_(self) -> None:
+        """Evaluating a stream in a Jupyter cell runs it with the live display."""
+        from .notebook import show
+
+        show(self)
+
     def __repr__(self) -> str:
         return f"<LLMStream {self.provider.name}:{self.request.model}>"
 

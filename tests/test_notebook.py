@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -9,9 +10,12 @@ import reactivex
 from reactivex.testing import ReactiveTest, TestScheduler
 
 from rxllm.compare import Comparison
+from rxllm.emulator import Emulator
 from rxllm.errors import OverloadedError
 from rxllm.events import DoneEvent, FinishReason, ReasoningEvent, StreamEvent, TokenEvent, Usage
 from rxllm.notebook import show
+from rxllm.providers.openai import OpenAIProvider
+from rxllm.testing import EMULATOR_KEY
 
 on_next, on_completed, on_error = (
     ReactiveTest.on_next,
@@ -136,3 +140,24 @@ def test_the_live_view_is_not_displayed_twice_in_its_own_cell(
     assert len(shown) == 1
     assert "hi" in shown[0]
     assert repr(live.view) == "<LiveView stream: ttft 0.00s · 1 tokens · usage 3+5 · stop>"
+
+
+async def test_evaluating_a_stream_in_a_cell_shows_it_live(
+    emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import IPython.display
+
+    handle = RecordingHandle()
+    monkeypatch.setattr(IPython.display, "display", lambda *a, **k: handle)
+    provider = OpenAIProvider(api_key=EMULATOR_KEY, base_url=emulator.base_url("openai"))
+    try:
+        stream = provider.stream("Hi", model="gpt-4o", max_tokens=5)
+        stream._ipython_display_()  # what IPython calls when a cell's value is the stream
+        for _ in range(1000):  # the stream runs on this loop: let it finish
+            if handle.updates and "length" in handle.updates[-1]:
+                break
+            await asyncio.sleep(0.01)
+        reference = await provider.complete(stream.request)
+    finally:
+        await provider.aclose()
+    assert reference.text in handle.updates[-1]
