@@ -339,25 +339,11 @@ class _Reply:
         self.plan = plan
         self.stop_reason = "max_tokens" if plan.finish == "length" else "end_turn"
         self.stop_sequence: str | None = None
-        chunks = plan.text_chunks()
-        if stop_sequences:
-            full = "".join(chunks)
-            hits = [(full.find(s), s) for s in stop_sequences if s in full]
-            if hits:
-                at, sequence = min(hits)
-                self.stop_reason = "stop_sequence"
-                self.stop_sequence = sequence
-                kept: list[str] = []
-                used = 0
-                for chunk in chunks:
-                    if used + len(chunk) >= at:
-                        if at > used:
-                            kept.append(chunk[: at - used])
-                        break
-                    kept.append(chunk)
-                    used += len(chunk)
-                chunks = kept
-        self.text_chunks = chunks
+        stopped, sequence = plan.stopped_at(stop_sequences)
+        if sequence is not None:
+            self.stop_reason = "stop_sequence"
+            self.stop_sequence = sequence
+        self.text_chunks = stopped.text_chunks()
 
     @property
     def text(self) -> str:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 import random
 import re
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from ..request import CONTINUATION_INSTRUCTION
@@ -88,6 +89,25 @@ class Plan:
 
     def reasoning_chunks(self) -> list[str]:
         return _group(self.reasoning, self.behaviour.chunk)
+
+    def stopped_at(self, stops: Sequence[str]) -> tuple[Plan, str | None]:
+        """The reply cut before the first stop sequence it contains (not sent; finish
+        ``stop``) and that sequence; this plan and ``None`` when there is none."""
+        text = "".join(self.text)
+        hits = [(at, stop) for stop in stops if stop and (at := text.find(stop)) >= 0]
+        if not hits:
+            return self, None
+        cut, sequence = min(hits, key=lambda hit: hit[0])
+        kept: list[str] = []
+        used = 0
+        for piece in self.text:
+            if used + len(piece) >= cut:
+                if cut > used:
+                    kept.append(piece[: cut - used])
+                break
+            kept.append(piece)
+            used += len(piece)
+        return replace(self, text=tuple(kept), finish="stop"), sequence
 
 
 def _group(pieces: tuple[str, ...], size: int) -> list[str]:

@@ -280,23 +280,8 @@ def _generation_config(body: dict[str, Any]) -> dict[str, Any]:
 
 def _cut_at_stop(plan: Plan, stops: list[str]) -> tuple[tuple[str, ...], str]:
     """The reply pieces up to the first stop sequence (excluded) and the finish reason."""
-    finish = "MAX_TOKENS" if plan.finish == "length" else "STOP"
-    if not stops:
-        return plan.text, finish
-    full = "".join(plan.text)
-    cut = min((i for i in (full.find(s) for s in stops) if i >= 0), default=-1)
-    if cut < 0:
-        return plan.text, finish
-    pieces: list[str] = []
-    length = 0
-    for piece in plan.text:
-        if length + len(piece) >= cut:
-            if cut > length:
-                pieces.append(piece[: cut - length])
-            break
-        pieces.append(piece)
-        length += len(piece)
-    return tuple(pieces), "STOP"
+    plan, _ = plan.stopped_at(stops)
+    return plan.text, "MAX_TOKENS" if plan.finish == "length" else "STOP"
 
 
 _ids = itertools.count(1)

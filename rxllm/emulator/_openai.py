@@ -307,29 +307,7 @@ def _plan(body: dict[str, Any], model: str, behaviour: Behaviour) -> Plan:
 
 def _apply_stop(plan: Plan, stops: list[str]) -> Plan:
     """Cut the reply before the first stop sequence (finish reason ``stop``)."""
-    if not stops:
-        return plan
-    text = "".join(plan.text)
-    cut = min((i for i in (text.find(s) for s in stops) if i >= 0), default=-1)
-    if cut < 0:
-        return plan
-    kept: list[str] = []
-    length = 0
-    for piece in plan.text:
-        if length + len(piece) >= cut:
-            if cut > length:
-                kept.append(piece[: cut - length])
-            break
-        kept.append(piece)
-        length += len(piece)
-    return Plan(
-        model=plan.model,
-        reasoning=plan.reasoning,
-        text=tuple(kept),
-        prompt_tokens=plan.prompt_tokens,
-        finish="stop",
-        behaviour=plan.behaviour,
-    )
+    return plan.stopped_at(stops)[0]
 
 
 # -- the stream --------------------------------------------------------------------------------

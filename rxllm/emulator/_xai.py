@@ -40,7 +40,7 @@ import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -448,20 +448,7 @@ class _ChatService(chat_pb2_grpc.ChatServicer):  # type: ignore[misc]
 
 def _stopped(plan: Plan, stops: Sequence[str]) -> Plan:
     """The reply cut before the first stop sequence (which is not sent), finish ``stop``."""
-    text = "".join(plan.text)
-    found = [i for i in (text.find(stop) for stop in stops if stop) if i >= 0]
-    if not found:
-        return plan
-    cut, used = min(found), 0
-    pieces: list[str] = []
-    for piece in plan.text:
-        if used + len(piece) > cut:
-            if cut > used:
-                pieces.append(piece[: cut - used])
-            break
-        pieces.append(piece)
-        used += len(piece)
-    return replace(plan, text=tuple(pieces), finish="stop")
+    return plan.stopped_at(stops)[0]
 
 
 def _wants_reasoning(request: Any) -> bool:
