@@ -125,3 +125,15 @@ class BusyConsumer(Scheduler):
         self, duetime: Any, action: abc.ScheduledAction[Any], state: Any = None
     ) -> abc.DisposableBase:
         return self.clock.schedule_absolute(duetime, action, state)
+
+
+def decided(event: StreamEvent, winner: int, **details: Any) -> StreamEvent:
+    """The winner's done as race, hedge and fallback pass it on."""
+    assert isinstance(event, DoneEvent)
+    return DoneEvent(
+        usage=event.usage,
+        finish_reason=event.finish_reason,
+        model=event.model,
+        provider=event.provider,
+        details={**event.details, "winner": winner, **details},
+    )

@@ -10,12 +10,13 @@ from reactivex.testing import TestScheduler
 
 from rxllm.emulator import Emulator
 from rxllm.errors import AuthenticationError, RateLimitedError
-from rxllm.events import DoneEvent, StreamEvent, Usage
+from rxllm.events import DoneEvent, Usage
 from rxllm.operators import hedge
 from rxllm.provider import Provider
 
 from .emulated import model, provider, run, text_of
 from .stream_marbles import (
+    decided,
     done,
     on_completed,
     on_error,
@@ -26,17 +27,6 @@ from .stream_marbles import (
 )
 
 __all__ = ["provider"]  # the fixture, parametrized over the four providers
-
-
-def decided(event: StreamEvent, winner: int, **details: Any) -> StreamEvent:
-    assert isinstance(event, DoneEvent)
-    return DoneEvent(
-        usage=event.usage,
-        finish_reason=event.finish_reason,
-        model=event.model,
-        provider=event.provider,
-        details={**event.details, "winner": winner, **details},
-    )
 
 
 def test_a_prompt_primary_never_starts_the_backup() -> None:

@@ -9,13 +9,14 @@ from reactivex.testing import TestScheduler
 
 from rxllm.emulator import Emulator
 from rxllm.errors import OverloadedError, RateLimitedError
-from rxllm.events import DoneEvent, StreamEvent, Usage
+from rxllm.events import DoneEvent, Usage
 from rxllm.operators import race
 from rxllm.provider import Provider
 
 from .emulated import model, provider, run, text_of
 from .stream_marbles import (
     PROMPT,
+    decided,
     done,
     marble_stream,
     on_completed,
@@ -27,18 +28,6 @@ from .stream_marbles import (
 )
 
 __all__ = ["provider"]  # the fixture, parametrized over the four providers
-
-
-def decided(event: StreamEvent, winner: int, **details: Any) -> StreamEvent:
-    """The winner's done as race passes it on."""
-    assert isinstance(event, DoneEvent)
-    return DoneEvent(
-        usage=event.usage,
-        finish_reason=event.finish_reason,
-        model=event.model,
-        provider=event.provider,
-        details={**event.details, "winner": winner, **details},
-    )
 
 
 def test_the_first_token_wins_and_the_others_are_disposed_at_that_moment() -> None:
