@@ -19,10 +19,10 @@ What this module exports is the public API; ``tests/test_public_api.py`` pins it
 
 from __future__ import annotations
 
-from . import catalog, config, errors, notebook, operators
-from ._bridge import from_async_iterable
+from . import catalog, config, errors, notebook, operators, vendors
+from .bridge import from_async_iterable
 from .compare import Comparison, LaneEvent, LaneMetrics, LaneResult, compare
-from .config import configure, model_for_phase
+from .config import configure
 from .connect import connect
 from .consume import aiter, collect, collect_sync, iterate  # noqa: A004 - rxllm.aiter
 from .events import (
@@ -35,10 +35,11 @@ from .events import (
     Usage,
 )
 from .provider import Provider
-from .registry import BoundModel, model, provider, providers, register
+from .registry import BoundModel, model, model_for_phase, provider, provider_names, register
 from .request import Message, StreamRequest
 from .result import StreamResult
 from .stream import LLMStream
+from .vendors import ProviderSpec
 
 __all__ = [
     # The vocabulary
@@ -65,8 +66,10 @@ __all__ = [
     # Providers, registry, configuration and routing
     "provider",
     "model",
-    "providers",
+    "provider_names",
     "register",
+    "ProviderSpec",
+    "vendors",
     "BoundModel",
     "model_for_phase",
     "configure",

@@ -10,10 +10,13 @@ a dated snapshot (``claude-sonnet-4-5-20250929``, ``gpt-4.1-2025-04-14``,
 base id, Gemini's ``models/`` prefix is dropped, and an emulator knob suffix
 after ``~`` (``claude-sonnet-4-5~fault=drop``) is ignored.
 
+Providers are named by their registry name (``"anthropic"``, not the alias
+``"claude"``); vendors declared with models of their own
+(:attr:`rxllm.vendors.ProviderSpec.models`) are added by the registry. Default
+models belong to the vendors' specs, not to the catalog.
+
 Example:
     >>> from rxllm import catalog
-    >>> catalog.default_model("claude")
-    'claude-sonnet-4-6'
     >>> catalog.info("anthropic", "claude-sonnet-4-5-20250929").input_price
     3.0
     >>> catalog.cost("openai", "gpt-5-mini", Usage(prompt_tokens=1_000_000))
@@ -25,21 +28,21 @@ from __future__ import annotations
 import datetime
 import functools
 import re
+import threading
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-from .errors import ConfigurationError
 from .events import Usage
 
 __all__ = [
     "ModelInfo",
     "as_of",
     "base_model_id",
+    "add_models",
     "cost",
-    "default_model",
     "info",
     "models",
     "providers",
@@ -91,7 +94,6 @@ class ModelInfo:
 
 @dataclass(frozen=True, slots=True)
 class _ProviderCatalog:
-    default: str
     models: Mapping[str, ModelInfo]
     """By id and by alias."""
     ids: tuple[str, ...]
@@ -114,36 +116,28 @@ def as_of() -> datetime.date:
 
 def providers() -> list[str]:
     """The providers the catalog has figures for."""
-    return list(_catalog().providers)
+    return list(_merged())
 
 
 def models(provider: str) -> list[str]:
-    """The model ids known for ``provider`` (a name or an alias), in catalog order.
+    """The model ids known for ``provider`` (its registry name), in catalog order.
 
-    A registered provider the catalog has no figures for (a third-party plugin)
-    has none: ``[]``.
-
-    Raises:
-        ConfigurationError: ``provider`` is neither registered nor in the catalog.
+    A provider the catalog has no figures for (a local server, a third-party
+    plugin) has none: ``[]``, and accepts any model name.
     """
     entry = _provider_catalog(provider)
-    if entry is None:
-        _require_known(provider)
-        return []
-    return list(entry.ids)
+    return [] if entry is None else list(entry.ids)
 
 
-def default_model(provider: str) -> str | None:
-    """The catalog's default model for ``provider``, ``None`` if it has no figures for it.
+def add_models(models: Iterable[ModelInfo]) -> None:
+    """Add models that the packaged data file does not list (a vendor spec's own).
 
-    Raises:
-        ConfigurationError: ``provider`` is neither registered nor in the catalog.
+    A model already listed for its provider keeps the packaged figures.
     """
-    entry = _provider_catalog(provider)
-    if entry is None:
-        _require_known(provider)
-        return None
-    return entry.default
+    with _added_lock:
+        for model in models:
+            _added.setdefault(model.provider, {}).setdefault(model.id, model)
+        _merged.cache_clear()
 
 
 def info(provider: str, model: str) -> ModelInfo | None:
@@ -188,26 +182,33 @@ def _lookup(entry: _ProviderCatalog, model: str) -> ModelInfo | None:
 
 
 def _provider_catalog(provider: str) -> _ProviderCatalog | None:
-    catalog = _catalog()
-    entry = catalog.providers.get(provider)
-    if entry is None:
-        # Aliases ("claude", "xai", "google") belong to the registry.
-        from .registry import canonical_name
-
-        try:
-            entry = catalog.providers.get(canonical_name(provider))
-        except ConfigurationError:
-            return None
-    return entry
-
-
-def _require_known(provider: str) -> None:
-    from .registry import canonical_name
-
-    canonical_name(provider)  # raises ConfigurationError listing the known names
+    return _merged().get(provider)
 
 
 # -- loading ----------------------------------------------------------------------------
+
+
+_added: dict[str, dict[str, ModelInfo]] = {}
+_added_lock = threading.Lock()
+
+
+@functools.cache
+def _merged() -> Mapping[str, _ProviderCatalog]:
+    """The packaged catalog with the added models after each provider's own."""
+    merged = dict(_catalog().providers)
+    with _added_lock:
+        added = {name: list(models.values()) for name, models in _added.items()}
+    for name, extra in added.items():
+        known = merged.get(name)
+        by_name = dict(known.models) if known is not None else {}
+        ids = list(known.ids) if known is not None else []
+        for model in extra:
+            if model.id not in by_name:
+                ids.append(model.id)
+                for alias in (model.id, *model.aliases):
+                    by_name.setdefault(alias, model)
+        merged[name] = _ProviderCatalog(models=by_name, ids=tuple(ids))
+    return merged
 
 
 @functools.cache
@@ -247,8 +248,5 @@ def _parse(data: Mapping[str, Any]) -> _Catalog:
                 if name in by_name:
                     raise ValueError(f"models.toml: {provider} lists {name!r} twice")
                 by_name[name] = model
-        default = table["default"]
-        if default not in by_name:
-            raise ValueError(f"models.toml: {provider}'s default {default!r} is not listed")
-        parsed[provider] = _ProviderCatalog(default=default, models=by_name, ids=tuple(ids))
+        parsed[provider] = _ProviderCatalog(models=by_name, ids=tuple(ids))
     return _Catalog(as_of=as_of, providers=parsed)

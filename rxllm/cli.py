@@ -32,8 +32,8 @@ from .compare import Comparison, LaneEvent, compare, one_line
 from .connect import connect
 from .errors import ConfigurationError, RxllmError
 from .events import DoneEvent, ReasoningEvent, StreamEvent, TokenEvent, Usage
+from .metering import UsageMeter
 from .notebook import metrics_line
-from .operators._usage import UsageMeter
 
 __all__ = ["main"]
 
@@ -191,7 +191,7 @@ async def _stream(console: Console, errors: Console, args: argparse.Namespace) -
     """The reply on stdout (exactly its text); reasoning, notices and usage on stderr."""
     fields = _request_fields(args)
     out = console.file
-    spec = args.model or f"anthropic:{catalog.default_model('anthropic')}"
+    spec = args.model or _default_models()[0]
     async with _connect([spec], args, errors) as (bound,):
         stream = bound.stream(args.prompt, **fields)
         meter = UsageMeter(stream)
@@ -262,9 +262,11 @@ async def _stream(console: Console, errors: Console, args: argparse.Namespace) -
 
 
 def _default_models() -> list[str]:
+    """Each vendor's default model, for the vendors compared when no ``-m`` is given."""
     return [
-        f"{name}:{catalog.default_model(name)}"
-        for name in ("anthropic", "openai", "gemini", "grok")
+        f"{spec.name}:{spec.default_model}"
+        for spec in registry.specs()
+        if spec.compared_by_default and spec.default_model
     ]
 
 
@@ -398,13 +400,17 @@ async def _refresh(live: Live, comparison: Comparison, texts: dict[str, list[str
 
 
 def _models(console: Console, provider: str | None) -> int:
-    names = [registry.canonical_name(provider)] if provider else registry.providers()
+    specs = [registry.spec(provider)] if provider else registry.specs()
     table = Table(title=f"rxllm model catalog (figures as of {catalog.as_of()})")
     for column in ("provider:model", "context", "max output", "$/M in", "$/M out", "reasoning"):
         table.add_column(column)
-    for name in names:
-        default = catalog.default_model(name)
-        for model in catalog.models(name):
+    for spec in specs:
+        name, default = spec.name, spec.default_model
+        known = catalog.models(name)
+        if not known:  # a local or compatible server: any model it serves
+            where = spec.base_url or "base_url="
+            table.add_row(f"{name}:<any model> ({where})", "", "", "", "", "")
+        for model in known:
             info = catalog.info(name, model)
             if info is None:
                 continue
@@ -437,7 +443,7 @@ async def _emulate(console: Console, args: argparse.Namespace) -> int:
     )
     async with emu:
         console.print("[bold]rxllm emulator[/] on 127.0.0.1 — Ctrl-C to stop")
-        for dialect in ("anthropic", "openai", "gemini", "xai"):
+        for dialect in sorted({s.emulator for s in registry.specs() if s.emulator}):
             console.print(f"  {dialect:<10} {emu.base_url(dialect)}")
         console.print("\nPoint rxllm and the official SDKs at it:")
         shell_env = emu.env()

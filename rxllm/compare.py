@@ -55,6 +55,12 @@ class LaneMetrics:
     finish_reason: FinishReason | None = None
     error: str | None = None
 
+    @classmethod
+    def empty(cls, lane: str) -> LaneMetrics:
+        """A lane's numbers before its first event (``lane`` is ``"provider:model"``)."""
+        provider, _, model = lane.partition(":")
+        return cls(lane=lane, provider=provider, model=model)
+
     @property
     def tokens_per_second(self) -> float | None:
         """Token events per second after the first token (``None`` until there are two)."""
@@ -143,11 +149,6 @@ def _advance(metrics: LaneMetrics, event: StreamEvent, elapsed: float) -> LaneMe
     )
 
 
-def _fresh(lane: str) -> LaneMetrics:
-    provider, _, model = lane.partition(":")
-    return LaneMetrics(lane=lane, provider=provider, model=model)
-
-
 def one_line(error: BaseException) -> str:
     """``"OverloadedError: anthropic:claude-… [529] Overloaded"``: an error for a lane or a
     terminal line (its class and the first line of its message)."""
@@ -164,7 +165,7 @@ def _lane(
         observer: abc.ObserverBase[LaneEvent], scheduler: abc.SchedulerBase | None = None
     ) -> abc.DisposableBase:
         start = clock()
-        metrics = _fresh(name)
+        metrics = LaneMetrics.empty(name)
 
         def on_next(event: StreamEvent) -> None:
             nonlocal metrics
@@ -232,7 +233,7 @@ class Comparison(Observable[LaneEvent]):
         def subscribe(
             observer: abc.ObserverBase[LaneEvent], scheduler: abc.SchedulerBase | None = None
         ) -> abc.DisposableBase:
-            metrics.update((name, _fresh(name)) for name in self.streams)
+            metrics.update((name, LaneMetrics.empty(name)) for name in self.streams)
             self.latest = metrics
 
             def remember(event: LaneEvent) -> None:
@@ -294,12 +295,6 @@ class Comparison(Observable[LaneEvent]):
         except ImportError as error:  # pragma: no cover - depends on the environment
             raise ImportError("to_dataframe() needs pandas: pip install pandas") from error
         return pd.DataFrame(self.summary()).set_index("lane")
-
-    def _ipython_display_(self) -> None:
-        """Evaluating a comparison in a Jupyter cell runs it with the live display."""
-        from .notebook import show
-
-        show(self)
 
     def __repr__(self) -> str:
         return f"<Comparison {', '.join(self.streams)}>"

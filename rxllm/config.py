@@ -5,15 +5,19 @@ Settings are read, in order of precedence (the first that sets a value wins):
 1. explicit arguments: ``rxllm.provider("openai", api_key=...)``,
    ``load_settings(anthropic={"timeout": 30})``, or settings installed with
    :func:`configure`;
-2. environment variables: the vendors' own (``ANTHROPIC_API_KEY``,
-   ``OPENAI_API_KEY``, ``GEMINI_API_KEY`` or ``GOOGLE_API_KEY``, ``XAI_API_KEY``,
-   ``ANTHROPIC_BASE_URL``, ``OPENAI_BASE_URL``, ``GEMINI_BASE_URL``,
-   ``XAI_BASE_URL``), then ``RXLLM_*`` for everything else, nested with ``__``:
-   ``RXLLM_ANTHROPIC__TIMEOUT=30``, ``RXLLM_GROK__DEFAULT_MODEL=grok-4``,
+2. environment variables: for an API key or base URL, the vendor's own
+   (``ANTHROPIC_API_KEY``, ``XAI_BASE_URL``...: each vendor's
+   :class:`~rxllm.vendors.ProviderSpec` names them; read by
+   :func:`resolve_credentials`), then ``RXLLM_*`` for everything, nested with
+   ``__``: ``RXLLM_ANTHROPIC__TIMEOUT=30``, ``RXLLM_GROK__DEFAULT_MODEL=grok-4``,
+   ``RXLLM_OLLAMA__BASE_URL=http://gpu-box:11434/v1``,
    ``RXLLM_PHASES__PLAN=anthropic:claude-opus-4-5``;
 3. ``rxllm.toml`` in the working directory, or the file named by ``RXLLM_CONFIG``
    (which must then exist);
 4. ``[tool.rxllm]`` in ``pyproject.toml`` in the working directory.
+
+API keys and base URLs are resolved in exactly one place, :func:`resolve_credentials`;
+providers receive the resolved values.
 
 Nothing is cached: each :func:`settings` call (and so each ``rxllm.provider``
 or ``rxllm.model``) reads the sources afresh, unless :func:`configure` has
@@ -23,9 +27,10 @@ The TOML shape (in ``pyproject.toml``, put the same tables under ``tool.rxllm``:
 ``[tool.rxllm.anthropic]``, ``[tool.rxllm.phases]``)::
 
     # rxllm.toml
-    [anthropic]                      # one table per provider: anthropic, openai, gemini,
-    default_model = "claude-opus-4-5"  # grok (or an alias: claude, google, xai), or a
-    timeout = 60                     # third-party provider's registry name
+    [anthropic]                      # one table per provider, by registry name or alias
+    default_model = "claude-opus-4-5"  # (anthropic, claude, openai, ollama, xai, ...)
+    timeout = 60
+    max_tokens = 2000                # for requests that set none (Claude: 4096 unless set)
     requests_per_minute = 50
     tokens_per_minute = 40_000
 
@@ -41,8 +46,8 @@ The TOML shape (in ``pyproject.toml``, put the same tables under ``tool.rxllm``:
     default = "openai:gpt-5-mini"    # optional: any phase not listed above
 
 Every provider table takes ``api_key``, ``base_url``, ``default_model``,
-``timeout`` (seconds), ``requests_per_minute`` and ``tokens_per_minute``;
-unknown keys are errors, so a typo does not pass silently.
+``timeout`` (seconds, a limit per read), ``max_tokens``, ``requests_per_minute``
+and ``tokens_per_minute``; unknown keys are errors, so a typo does not pass silently.
 
 API keys are :class:`pydantic.SecretStr`: they never appear in a ``repr``, a
 ``str``, a log line or an error message, and pickled settings leave them out
@@ -52,8 +57,8 @@ used through :func:`rxllm.provider`).
 Example:
     >>> import rxllm
     >>> rxllm.config.settings().provider("anthropic").timeout
-    >>> plan = rxllm.model_for_phase("plan")
-    >>> await plan.generate("Outline a test plan for a JSON parser")
+    >>> rxllm.config.settings().phase_model("plan")
+    'anthropic:claude-opus-4-5'
 """
 
 from __future__ import annotations
@@ -63,12 +68,12 @@ import contextvars
 import logging
 import os
 import tomllib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+from typing import Any, Literal, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
-from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -80,19 +85,18 @@ from pydantic_settings import (
 )
 
 from .errors import ConfigurationError
-
-if TYPE_CHECKING:
-    from .registry import BoundModel
+from .vendors import ProviderSpec
 
 __all__ = [
     "CONFIG_ENV",
     "PHASES",
+    "Credentials",
     "Phase",
     "ProviderSettings",
     "Settings",
     "configure",
     "load_settings",
-    "model_for_phase",
+    "resolve_credentials",
     "settings",
 ]
 
@@ -107,16 +111,6 @@ CONFIG_ENV = "RXLLM_CONFIG"
 
 CONFIG_FILE = "rxllm.toml"
 
-VENDOR_ENV: Mapping[str, tuple[tuple[str, ...], str]] = {
-    "anthropic": (("ANTHROPIC_API_KEY",), "ANTHROPIC_BASE_URL"),
-    "openai": (("OPENAI_API_KEY",), "OPENAI_BASE_URL"),
-    "gemini": (("GEMINI_API_KEY", "GOOGLE_API_KEY"), "GEMINI_BASE_URL"),
-    "grok": (("XAI_API_KEY",), "XAI_BASE_URL"),
-}
-"""The vendors' own environment variables: (API key variables in order of preference,
-base URL variable), per built-in provider. They match the provider classes'
-``api_key_env`` and ``base_url_env``."""
-
 
 class ProviderSettings(BaseModel):
     """Settings for one provider; every field is optional."""
@@ -127,7 +121,9 @@ class ProviderSettings(BaseModel):
     base_url: str | None = None
     default_model: str | None = None
     timeout: float | None = Field(default=None, gt=0)
-    """Seconds, passed to the SDK client."""
+    """Seconds: the longest wait for the next read (a limit per read)."""
+    max_tokens: int | None = Field(default=None, gt=0)
+    """``max_tokens`` for requests that set none."""
     requests_per_minute: int | None = Field(default=None, gt=0)
     tokens_per_minute: int | None = Field(default=None, gt=0)
 
@@ -147,9 +143,10 @@ class ProviderSettings(BaseModel):
 class Settings(BaseSettings):
     """All of rxllm's settings. Read them with :func:`settings` or :func:`load_settings`.
 
-    The four built-in providers are fields; any other top-level table (an alias
-    like ``[xai]``, or a third-party provider) is kept as extra
-    :class:`ProviderSettings`. Use :meth:`provider` rather than the attributes.
+    Every top-level table but ``phases`` is one provider's :class:`ProviderSettings`,
+    under its registry name or an alias (``[anthropic]``, ``[xai]``, ``[ollama]``,
+    a plugin's name). Read them with :meth:`provider`, which merges a vendor's
+    name and aliases.
     """
 
     model_config = SettingsConfigDict(
@@ -164,10 +161,6 @@ class Settings(BaseSettings):
 
     __pydantic_extra__: dict[str, ProviderSettings] = Field(init=False)
 
-    anthropic: ProviderSettings = ProviderSettings()
-    openai: ProviderSettings = ProviderSettings()
-    gemini: ProviderSettings = ProviderSettings()
-    grok: ProviderSettings = ProviderSettings()
     phases: dict[str, str] = Field(default_factory=dict)
     """Phase name → ``"provider:model"``; ``default`` serves phases not listed."""
 
@@ -212,7 +205,6 @@ class Settings(BaseSettings):
             )
         return (
             init_settings,
-            _VendorEnvSource(settings_cls),
             _RxllmEnvSource(settings_cls),
             toml,
             pyproject,
@@ -250,10 +242,6 @@ class Settings(BaseSettings):
         return spec
 
     def _table(self, key: str) -> ProviderSettings | None:
-        if key in type(self).model_fields and key != "phases":
-            value = getattr(self, key)
-            assert isinstance(value, ProviderSettings)
-            return value
         extra = self.__pydantic_extra__ or {}
         return extra.get(key)
 
@@ -289,6 +277,10 @@ def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) 
 
 def settings() -> Settings:
     """The settings in force: those installed with :func:`configure`, else read now."""
+    return _in_force()
+
+
+def _in_force() -> Settings:
     return _installed if _installed is not None else load_settings()
 
 
@@ -313,58 +305,83 @@ def configure(settings: Settings | None = None, /, **overrides: Any) -> Settings
     return _installed
 
 
-def model_for_phase(phase: Phase | str, **options: Any) -> BoundModel:
-    """The model configured for ``phase`` (plan, creative, implement, qa, ...), bound.
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """A vendor's API key and base URL, resolved (:func:`resolve_credentials`)."""
 
-    ``options`` go to :func:`rxllm.model` (``api_key=``, ``base_url=``,
-    ``allow_unknown_model=``, ``settings=``...). Returns a
-    :class:`~rxllm.registry.BoundModel`; its ``spec`` is the configured string.
+    api_key: SecretStr | None
+    base_url: str | None
+    key_source: str | None
+    """Where the key came from: ``"api_key="``, the variable's name, ``"settings"``."""
 
-    Raises:
-        ConfigurationError: the phase is not mapped (the message says how to map
-            it), or it maps to an unknown provider or model.
+    def __repr__(self) -> str:
+        key = "**********" if self.api_key is not None else None
+        return f"Credentials(api_key={key}, base_url={self.base_url!r}, from={self.key_source!r})"
+
+
+def resolve_credentials(
+    spec: ProviderSpec,
+    *,
+    api_key: str | SecretStr | None = None,
+    base_url: str | None = None,
+    settings: Settings | None = None,
+) -> Credentials:
+    """The one place an API key and a base URL are looked up, for vendor ``spec``.
+
+    Each comes from the argument, else the vendor's own environment variables
+    (``spec.key_env`` in order, ``spec.base_url_env``), else the settings
+    (``RXLLM_<VENDOR>__API_KEY``, ``rxllm.toml``...). The base URL falls back to
+    the spec's default (``None``: the SDK's, the real service). A missing key is
+    not an error here (``api_key`` is ``None``): the provider says what to set.
 
     Example:
-        >>> async for event in rxllm.aiter(rxllm.model_for_phase("qa").stream("Review:")):
-        ...     print(event)
+        >>> resolve_credentials(registry.spec("ollama")).base_url
+        'http://localhost:11434/v1'
     """
-    from .registry import model
-
-    current = options.get("settings") or settings()
-    options["settings"] = current
-    return model(current.phase_model(phase), **options)
+    source: str | None = "api_key=" if api_key else None
+    key = api_key.get_secret_value() if isinstance(api_key, SecretStr) else api_key
+    configured: ProviderSettings | None = None
+    if not key:
+        variable = next((v for v in spec.key_env if os.environ.get(v)), None)
+        if variable is not None:
+            key, source = os.environ[variable], variable
+    if not key or not base_url:
+        configured = (settings or _in_force()).provider(spec.name, *spec.aliases)
+    if not key and configured is not None and configured.api_key is not None:
+        key, source = configured.api_key.get_secret_value(), "settings"
+    if not base_url and spec.base_url_env:
+        base_url = os.environ.get(spec.base_url_env) or None
+    if not base_url and configured is not None:
+        base_url = configured.base_url
+    return Credentials(
+        api_key=SecretStr(key) if key else None,
+        base_url=base_url or spec.base_url,
+        key_source=source if key else None,
+    )
 
 
 # -- sources ------------------------------------------------------------------------------
 
 
-class _VendorEnvSource(PydanticBaseSettingsSource):
-    """The vendors' own variables (``ANTHROPIC_API_KEY``, ``XAI_BASE_URL``, ...)."""
-
-    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
-        return None, field_name, False  # everything happens in __call__
-
-    def __call__(self) -> dict[str, Any]:
-        found: dict[str, Any] = {}
-        for provider, (key_vars, url_var) in VENDOR_ENV.items():
-            table: dict[str, str] = {}
-            key = next((os.environ[v] for v in key_vars if os.environ.get(v)), None)
-            if key:
-                table["api_key"] = key
-            if os.environ.get(url_var):
-                table["base_url"] = os.environ[url_var]
-            if table:
-                found[provider] = table
-        return found
-
-
 class _RxllmEnvSource(EnvSettingsSource):
-    """``RXLLM_*`` variables; ``RXLLM_CONFIG`` names a file and is not a setting."""
+    """``RXLLM_*`` variables: ``RXLLM_PHASES__PLAN``, and ``RXLLM_<PROVIDER>__<FIELD>`` for
+    any provider (its tables are not declared fields, so they are read here by name).
+    ``RXLLM_CONFIG`` names a file and is not a setting."""
 
     def __call__(self) -> dict[str, Any]:
         values = super().__call__()
         values.pop("config", None)
+        prefix = "rxllm_"
+        for variable, value in os.environ.items():
+            lower = variable.lower()
+            if not lower.startswith(prefix) or not value:
+                continue
+            table, sep, key = lower[len(prefix) :].partition("__")
+            if sep and table and key and table not in type(self).declared:
+                values.setdefault(table, {})[key] = value
         return values
+
+    declared = frozenset(("phases", "config"))
 
 
 def _config_file() -> Path:

@@ -28,24 +28,20 @@ Example:
 from __future__ import annotations
 
 import asyncio
-import os
 import weakref
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, overload
 
-from . import registry
+from . import config, registry
 from .errors import ConfigurationError
 
 if TYPE_CHECKING:
     from .emulator import Emulator
     from .provider import Provider
 
-__all__ = ["EMULATED_PROVIDERS", "Connection", "Route", "connect", "stop_shared_emulator"]
-
-EMULATED_PROVIDERS: tuple[str, ...] = ("anthropic", "openai", "gemini", "grok")
-"""The providers rxllm's emulator speaks."""
+__all__ = ["Connection", "Route", "connect", "stop_shared_emulator"]
 
 _EMULATOR_KEY = "emulator-key"
 """What rxllm presents to an emulator it started itself (which accepts any key)."""
@@ -65,7 +61,8 @@ class Route:
     base_url: str | None
     """``None``: the provider SDK's default (the real service)."""
     reason: str
-    """Why: ``"no ANTHROPIC_API_KEY set"``, ``"asked to emulate"``, ``"API key found"``."""
+    """Why: ``"no ANTHROPIC_API_KEY set"``, ``"asked to emulate"``, ``"API key found"``,
+    ``"no key needed"`` (a local server)."""
 
     def describe(self) -> str:
         """The one-line notice: ``"grok: no XAI_API_KEY set, using the local emulator at …"``."""
@@ -217,15 +214,6 @@ def connect(
     return _Connecting(specs, emulate, notice, options, dict(emulator_options or {}))
 
 
-def _has_key(name: str) -> bool:
-    from . import config
-
-    cls = registry.provider_class(name)
-    if any(os.environ.get(variable) for variable in getattr(cls, "api_key_env", ())):
-        return True
-    return config.settings().provider(cls.name, *cls.aliases).api_key is not None
-
-
 async def _bind(
     specs: Sequence[str],
     emulate: bool,
@@ -239,19 +227,21 @@ async def _bind(
     routes: dict[str, Route] = {}
     for spec in specs:
         provider_part, model_id = registry.parse_model_spec(spec)
-        name = registry.canonical_name(provider_part)
+        vendor = registry.spec(provider_part)
+        name = vendor.name
         wanted.append((name, model_id))
         if name in routes:
             continue
-        if not emulate and _has_key(name):
-            routes[name] = Route(name, False, None, "API key found")
+        found = config.resolve_credentials(vendor)
+        if not emulate and (found.api_key is not None or not vendor.key_required):
+            reason = "API key found" if found.api_key is not None else "no key needed"
+            routes[name] = Route(name, False, None, reason)
             continue
-        cls = registry.provider_class(name)
-        variables = " or ".join(getattr(cls, "api_key_env", ()))
-        if name not in EMULATED_PROVIDERS:
+        variables = " or ".join(vendor.key_env) or "its API key"
+        if vendor.emulator is None:
             raise ConfigurationError(
-                f"no API key for {name}: set {variables or 'its API key'} "
-                "(the local emulator speaks only " + ", ".join(EMULATED_PROVIDERS) + ")",
+                f"no API key for {name}: set {variables} (rxllm's local emulator has no "
+                f"dialect for {name})",
                 provider=name,
             )
         reason = "asked to emulate" if emulate else f"no {variables} set"

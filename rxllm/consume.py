@@ -27,7 +27,7 @@ from typing import Final
 from reactivex import Observable, abc
 from reactivex.scheduler.eventloop import AsyncIOThreadSafeScheduler
 
-from ._bridge import Demand, background_loop, demand_scope
+from .bridge import Demand, background_loop, demand_scope
 from .events import StreamEvent
 from .result import StreamResult
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+import sys
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -26,12 +27,13 @@ from typing import Any, Protocol
 from reactivex import Observable, abc
 from reactivex.disposable import SerialDisposable
 
-from .compare import Comparison, LaneEvent, LaneMetrics, _fresh
+from .compare import Comparison, LaneEvent, LaneMetrics
 from .events import StreamEvent
-from .operators._scheduling import stream_scheduler
-from .operators._usage import stream_identity
+from .metering import stream_identity
+from .scheduling import stream_scheduler
+from .stream import LLMStream
 
-__all__ = ["LiveView", "show"]
+__all__ = ["LiveView", "register_display", "show"]
 
 
 class DisplayHandle(Protocol):
@@ -85,7 +87,7 @@ class LiveView:
 
     def __init__(self, lanes: list[str], *, single: bool) -> None:
         self.single = single
-        self.lanes = {name: _Lane(_fresh(name)) for name in lanes}
+        self.lanes = {name: _Lane(LaneMetrics.empty(name)) for name in lanes}
         self.redraws = 0
         self.failure: str | None = None
         self.shown_in: int | None = None
@@ -198,6 +200,33 @@ class Live:
         return f"<Live {self.view!r}>"
 
 
+def _show_when_evaluated(source: Observable[StreamEvent] | Comparison) -> None:
+    """Evaluating a stream or a comparison in a cell runs it with the live display."""
+    show(source)
+
+
+def register_display(shell: Any = None) -> bool:
+    """Make IPython show an ``LLMStream`` or a ``Comparison`` live when a cell evaluates it.
+
+    Called when this module is imported (``import rxllm`` imports it); call it
+    again if IPython started after rxllm was imported. The core types know
+    nothing of Jupyter: this registers formatters for them. Returns whether a
+    shell was there to register with.
+    """
+    if shell is None:
+        # A running shell has imported IPython; a plain script need not pay for importing it.
+        ipython = sys.modules.get("IPython")
+        shell = ipython.get_ipython() if ipython is not None else None
+    formatters = getattr(
+        getattr(shell, "display_formatter", None), "ipython_display_formatter", None
+    )
+    if formatters is None:
+        return False
+    for cls in (LLMStream, Comparison):
+        formatters.for_type(cls, _show_when_evaluated)
+    return True
+
+
 def show(
     source: Observable[StreamEvent] | Comparison,
     *,
@@ -288,3 +317,6 @@ def show(
     draw()
     live._subscription.disposable = lanes.subscribe(on_next, finish, finish, scheduler=scheduler)
     return live
+
+
+register_display()

@@ -18,9 +18,8 @@ from __future__ import annotations
 
 import abc
 import asyncio
-import os
 import weakref
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import SecretStr
@@ -31,6 +30,7 @@ from .events import DoneEvent, StreamEvent, TokenEvent
 from .request import StreamRequest
 from .result import StreamResult
 from .stream import LLMStream
+from .vendors import ProviderSpec
 
 __all__ = ["Provider"]
 
@@ -40,19 +40,20 @@ _Client = TypeVar("_Client")
 class Provider(abc.ABC, Generic[_Client]):
     """A long-lived, shared handle on one vendor's API: owns the SDK client and its pool.
 
+    What the vendor is (name, key variables, default model...) is its
+    :class:`~rxllm.vendors.ProviderSpec`; a mapper class declares its own as ``spec``
+    and serves other specs too (every OpenAI-compatible vendor runs on
+    ``OpenAIProvider``). The constructor takes *resolved* values: build providers
+    with :func:`rxllm.provider`, which reads keys and base URLs from the
+    environment and the settings in one place (:func:`rxllm.config.resolve_credentials`).
+
     Example:
-        >>> p = rxllm.provider("anthropic")
+        >>> p = rxllm.provider("anthropic")  # ANTHROPIC_API_KEY
         >>> await p.generate(StreamRequest(model="claude-sonnet-4-6", prompt="Hi"))
     """
 
-    name: ClassVar[str]
-    """Registry name, e.g. ``"anthropic"``."""
-    aliases: ClassVar[tuple[str, ...]] = ()
-    api_key_env: ClassVar[tuple[str, ...]]
-    """Environment variables read for the API key, in order of preference."""
-    base_url_env: ClassVar[str | None] = None
-    """Environment variable read for the base URL."""
-    default_model: str
+    spec: ProviderSpec
+    """The vendor this provider serves (per class; ``spec=`` per instance)."""
     continues_prefill: ClassVar[bool] = False
     """Whether the API continues a trailing assistant message (Anthropic's prefill).
 
@@ -60,7 +61,25 @@ class Provider(abc.ABC, Generic[_Client]):
     (:meth:`StreamRequest.with_continuation_instruction`), and any text the model
     repeats from the end of the cut reply is dropped.
     """
-    """The model used when a request names none (per class; ``default_model=`` per instance)."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # A plugin written before specs declares ``name``, ``aliases``, ``api_key_env``,
+        # ``base_url_env`` and ``default_model`` on its class: that is its spec.
+        if "spec" in cls.__dict__ or "name" not in cls.__dict__:
+            return
+        legacy_name = cls.__dict__["name"]
+        if not (isinstance(legacy_name, str) and legacy_name):
+            cls.spec = None  # type: ignore[assignment]  # an inherited spec is not its own
+        else:
+            cls.spec = ProviderSpec(
+                name=legacy_name,
+                mapper=cls,
+                aliases=tuple(getattr(cls, "aliases", ())),
+                key_env=tuple(getattr(cls, "api_key_env", ())),
+                base_url_env=getattr(cls, "base_url_env", None),
+                default_model=getattr(cls, "default_model", None),
+            )
 
     def __init__(
         self,
@@ -69,28 +88,39 @@ class Provider(abc.ABC, Generic[_Client]):
         base_url: str | None = None,
         timeout: float | None = None,
         default_model: str | None = None,
+        default_max_tokens: int | None = None,
+        spec: ProviderSpec | None = None,
         **options: Any,
     ) -> None:
-        key = api_key if api_key is not None else first_env(self.api_key_env)
-        if isinstance(key, SecretStr):
-            key = key.get_secret_value()
-        if not key:
-            variables = " or ".join(self.api_key_env)
+        self.spec = spec or type(self).spec
+        key = api_key.get_secret_value() if isinstance(api_key, SecretStr) else api_key
+        if not key and self.spec.key_required:
             raise ConfigurationError(
-                f"no API key for {self.name}: set {variables} or pass api_key=",
-                provider=self.name,
+                f"no API key for {self.spec.name}: {self.spec.key_hint()}",
+                provider=self.spec.name,
             )
-        self._api_key = SecretStr(key)
-        env_url = os.environ.get(self.base_url_env) if self.base_url_env else None
-        self.base_url: str | None = base_url or env_url or None
+        self._api_key = SecretStr(key or "")
+        self.base_url: str | None = base_url or self.spec.base_url
+        if not self.base_url and self.spec.base_url_required:
+            variable = f"set {self.spec.base_url_env} or " if self.spec.base_url_env else ""
+            raise ConfigurationError(
+                f"{self.spec.name} has no address of its own: {variable}pass base_url= "
+                f"({self.spec.base_url_means})",
+                provider=self.spec.name,
+            )
         self.timeout = timeout
-        if default_model:
-            self.default_model = default_model
-        self.options = options
+        self.default_model: str = default_model or self.spec.default_model or ""
+        self.default_max_tokens = default_max_tokens or self.spec.default_max_tokens
+        self.options = {**self.spec.options, **options}
         # SDK clients hold connection pools bound to one event loop: keep one per loop.
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Client] = (
             weakref.WeakKeyDictionary()
         )
+
+    @property
+    def name(self) -> str:
+        """The registry name of the vendor served, e.g. ``"anthropic"`` or ``"ollama"``."""
+        return self.spec.name
 
     # -- what a vendor module implements ------------------------------------------------
 
@@ -109,7 +139,7 @@ class Provider(abc.ABC, Generic[_Client]):
 
     @property
     def api_key(self) -> SecretStr:
-        """The API key, as a secret that never prints."""
+        """The API key, as a secret that never prints (empty for servers that need none)."""
         return self._api_key
 
     def client(self) -> _Client:
@@ -127,6 +157,10 @@ class Provider(abc.ABC, Generic[_Client]):
         Nothing is sent until it is subscribed; each subscription is one request.
         """
         return LLMStream(self, self.request(request, **fields))
+
+    def max_tokens(self, request: StreamRequest) -> int | None:
+        """The request's ``max_tokens``, else this provider's default (``None``: the API's)."""
+        return request.max_tokens if request.max_tokens is not None else self.default_max_tokens
 
     def request(self, request: StreamRequest | str, **fields: Any) -> StreamRequest:
         """Build and validate a request: a prompt string, or a request with fields replaced."""
@@ -216,11 +250,6 @@ def _on_loop_thread(loop: asyncio.AbstractEventLoop) -> bool:
         return asyncio.get_running_loop() is loop
     except RuntimeError:
         return False
-
-
-def first_env(names: Iterable[str]) -> str | None:
-    """The value of the first of these environment variables that is set and non-empty."""
-    return next((os.environ[n] for n in names if os.environ.get(n)), None)
 
 
 # A repeat shorter than this is as likely a coincidence (" the") as a restated ending.

@@ -1,19 +1,22 @@
-"""The provider registry: names → provider classes, ``"provider:model"`` strings.
+"""The provider registry: names → vendor specs and their mappers, ``"provider:model"`` strings.
 
-Three kinds of provider are registered:
+Every vendor is a :class:`~rxllm.vendors.ProviderSpec`. Three kinds are registered:
 
-- rxllm's own four, by ``"module:Class"`` string, imported on first use so that
-  ``import rxllm`` imports no SDK: ``anthropic`` (alias ``claude``), ``openai``,
-  ``gemini`` (alias ``google``) and ``grok`` (alias ``xai``);
-- third-party providers from installed packages, through the entry-point group
-  ``rxllm.providers`` (the entry point's name is the provider's name, its value
-  a :class:`~rxllm.provider.Provider` subclass)::
+- rxllm's own (:data:`rxllm.vendors.BUILTIN_SPECS`): ``anthropic`` (alias
+  ``claude``), ``openai``, ``gemini`` (alias ``google``), ``grok`` (alias ``xai``)
+  and the OpenAI-compatible presets (``openai-compatible``, ``openrouter``,
+  ``deepseek``, ``mistral``, ``groq``, ``together``, ``ollama``, ``vllm``,
+  ``llama-cpp``, ``lmstudio``); their mappers are imported on first use, so
+  ``import rxllm`` imports no SDK;
+- third-party vendors from installed packages, through the entry-point group
+  ``rxllm.providers`` (the entry point's name is the vendor's name; its value a
+  ``ProviderSpec`` or a :class:`~rxllm.provider.Provider` subclass)::
 
       # the plugin's pyproject.toml
       [project.entry-points."rxllm.providers"]
-      acme = "acme_rxllm:AcmeProvider"
+      acme = "acme_rxllm:ACME_SPEC"
 
-- classes registered in code with :func:`register` (which wins over both).
+- specs or classes registered in code with :func:`register` (which win over both).
 
 Everything here fails before any network call: an unknown provider, a
 malformed model string or a model the catalog does not know raises
@@ -22,65 +25,65 @@ malformed model string or a model the catalog does not know raises
 Example:
     >>> claude = rxllm.model("anthropic:claude-sonnet-4-6", timeout=30)
     >>> await claude.generate("Say hi", max_tokens=20)
-    >>> rxllm.providers()
+    >>> rxllm.provider_names()[:4]
     ['anthropic', 'openai', 'gemini', 'grok']
 """
 
 from __future__ import annotations
 
-import os
+import dataclasses
+import logging
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import metadata
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import SecretStr
 
-from . import catalog
+from . import catalog, config
+from .config import Settings
 from .errors import ConfigurationError
-from .provider import Provider, first_env
+from .provider import Provider
 from .request import StreamRequest
 from .result import StreamResult
 from .stream import LLMStream
-
-if TYPE_CHECKING:
-    from .config import Settings
+from .vendors import BUILTIN_SPECS, ProviderSpec
 
 __all__ = [
     "ENTRY_POINT_GROUP",
     "BoundModel",
     "canonical_name",
     "model",
+    "model_for_phase",
     "parse_model_spec",
     "provider",
     "provider_class",
-    "providers",
+    "provider_names",
     "register",
+    "spec",
+    "specs",
 ]
 
 ENTRY_POINT_GROUP = "rxllm.providers"
+
+logger = logging.getLogger("rxllm.registry")
 
 _ProviderClass = type[Provider[Any]]
 
 
 @dataclass
 class _Entry:
-    """One registered provider: its class, or where to import it from."""
+    """One registered vendor: its spec, or where an entry point says to import it from."""
 
     name: str
-    target: str | _ProviderClass
-    """``"module:Class"`` until loaded."""
-    aliases: tuple[str, ...] = ()
+    target: str | ProviderSpec
+    """``"module:attribute"`` of an entry point until loaded."""
     origin: str = "rxllm"
 
-
-_BUILTINS: tuple[_Entry, ...] = (
-    _Entry("anthropic", "rxllm.providers.anthropic:AnthropicProvider", ("claude",)),
-    _Entry("openai", "rxllm.providers.openai:OpenAIProvider"),
-    _Entry("gemini", "rxllm.providers.gemini:GeminiProvider", ("google",)),
-    _Entry("grok", "rxllm.providers.grok:GrokProvider", ("xai",)),
-)
+    @property
+    def aliases(self) -> tuple[str, ...]:
+        return self.target.aliases if isinstance(self.target, ProviderSpec) else ()
 
 
 @dataclass
@@ -94,7 +97,7 @@ class _Registry:
     lock: threading.RLock = field(default_factory=threading.RLock)
 
     def entries(self, *, rescan: bool = True) -> dict[str, _Entry]:
-        """Every provider by name, in precedence order: code, built-ins, plugins.
+        """Every vendor by name, in precedence order: code, built-ins, plugins.
 
         Scanning the installed packages' entry points takes milliseconds, so
         lookups use the last scan and rescan only when a name is not found.
@@ -134,51 +137,78 @@ class _Registry:
             return list(self.plugins.values())
 
 
-_registry = _Registry(builtins={entry.name: entry for entry in _BUILTINS})
+_registry = _Registry(builtins={spec.name: _Entry(spec.name, spec) for spec in BUILTIN_SPECS})
+catalog.add_models(model for spec in BUILTIN_SPECS for model in spec.models)
 
 
 # -- the registry -----------------------------------------------------------------------
 
 
-def providers() -> list[str]:
-    """The names of every registered provider: rxllm's own first, then the others sorted.
+def provider_names() -> list[str]:
+    """The names of every registered vendor: rxllm's own first, then the others sorted.
 
     Aliases (``claude``, ``google``, ``xai``) are accepted everywhere but not listed.
     """
     names = list(_registry.entries())
-    builtin = [e.name for e in _BUILTINS if e.name in names]
+    builtin = [s.name for s in BUILTIN_SPECS if s.name in names]
     return builtin + sorted(n for n in names if n not in builtin)
 
 
-def register(cls: _ProviderClass, *, replace: bool = False) -> _ProviderClass:
-    """Register a :class:`~rxllm.provider.Provider` subclass under its ``name`` and ``aliases``.
+def specs() -> list[ProviderSpec]:
+    """The spec of every registered vendor, in :func:`provider_names` order.
 
-    Usable as a class decorator. Registering a different class under a name
-    that is already taken (rxllm's own included) needs ``replace=True``.
+    A plugin whose entry point cannot be loaded is left out (using it by name
+    raises the reason).
+    """
+    found = []
+    for name in provider_names():
+        try:
+            found.append(spec(name))
+        except ConfigurationError:
+            continue
+    return found
+
+
+def register(
+    target: ProviderSpec | _ProviderClass, *, replace: bool = False
+) -> ProviderSpec | _ProviderClass:
+    """Register a vendor: a :class:`~rxllm.vendors.ProviderSpec`, or a Provider subclass
+    (its ``spec``, or its ``name``, ``aliases``, ``api_key_env``... class attributes).
+
+    Usable as a class decorator. Registering a different vendor under a name that
+    is already taken (rxllm's own included) needs ``replace=True``. Returns ``target``.
 
     Raises:
-        ConfigurationError: ``cls`` is not a Provider subclass with a ``name``, or
-            the name is taken and ``replace`` is false.
+        ConfigurationError: not a spec or a Provider subclass with a name, or the
+            name is taken and ``replace`` is false.
 
     Example:
-        >>> @rxllm.register
-        ... class EchoProvider(Provider[None]):
-        ...     name = "echo"
-        ...     ...
+        >>> rxllm.register(ProviderSpec(name="acme", mapper=OPENAI_MAPPER,
+        ...     key_env=("ACME_API_KEY",), base_url="https://api.acme.test/v1"))
     """
-    _check_provider_class(cls, origin=f"register({getattr(cls, '__name__', cls)!r})")
+    origin = f"register({getattr(target, '__name__', None) or getattr(target, 'name', target)!r})"
+    spec_ = _as_spec(target, origin=origin)
     with _registry.lock:
         if not replace:
-            taken = _registry.find(cls.name)
-            if taken is not None and taken.target is not cls:
+            taken = _registry.find(spec_.name)
+            if taken is not None and taken.target != spec_:
                 raise ConfigurationError(
-                    f"a provider named {cls.name!r} is already registered ({taken.origin}): "
+                    f"a provider named {spec_.name!r} is already registered ({taken.origin}): "
                     "pass replace=True to replace it"
                 )
-        _registry.registered[cls.name] = _Entry(
-            cls.name, cls, tuple(cls.aliases), origin=f"registered {cls.__qualname__}"
-        )
-    return cls
+        _registry.registered[spec_.name] = _Entry(spec_.name, spec_, origin=origin)
+    catalog.add_models(spec_.models)
+    return target
+
+
+def spec(name: str) -> ProviderSpec:
+    """The spec of vendor ``name`` (or an alias); a plugin's is loaded if need be.
+
+    Raises:
+        ConfigurationError: unknown name (the message lists the known ones), or a
+            plugin that cannot be loaded.
+    """
+    return _load(_find(name))
 
 
 def canonical_name(name: str) -> str:
@@ -187,23 +217,17 @@ def canonical_name(name: str) -> str:
     Raises:
         ConfigurationError: no provider has that name; the message lists the known ones.
     """
-    key = name.strip().lower()
-    entry = _registry.find(key)
-    if entry is None:
-        raise ConfigurationError(
-            f"unknown provider {name!r}: {_known_providers(_registry.entries().values())}"
-        )
-    return entry.name
+    return _find(name).name
 
 
 def provider_class(name: str) -> _ProviderClass:
-    """The Provider subclass registered as ``name`` (or an alias), imported if need be.
+    """The Provider subclass (the mapper) of vendor ``name``, imported if need be.
 
     Raises:
-        ConfigurationError: unknown name, or the provider's module cannot be imported.
+        ConfigurationError: unknown name, or the mapper's module cannot be imported.
     """
-    canonical = canonical_name(name)
-    return _load(_registry.entries(rescan=False)[canonical])
+    found = spec(name)
+    return _mapper(found, origin=_registry.entries(rescan=False)[found.name].origin)
 
 
 def parse_model_spec(spec: str) -> tuple[str, str]:
@@ -235,10 +259,12 @@ def provider(
 ) -> Provider[Any]:
     """Build the provider ``name`` (or an alias); configuration fills what is not passed.
 
-    The API key and base URL come from the arguments, else the provider's own
-    environment variables, else rxllm's settings (``RXLLM_*``, ``rxllm.toml``,
-    ``[tool.rxllm]``); ``timeout`` and ``default_model`` likewise from the
-    arguments, else the settings. Other ``options`` go to the provider class.
+    The API key and base URL are resolved by
+    :func:`rxllm.config.resolve_credentials` (the arguments, else the vendor's own
+    environment variables, else rxllm's settings: ``RXLLM_*``, ``rxllm.toml``,
+    ``[tool.rxllm]``); ``timeout``, ``default_model`` and ``max_tokens`` (the
+    default for requests that set none) likewise from the arguments, else the
+    settings. Other ``options`` go to the mapper class.
 
     Each call builds a new provider; keep and share it (it owns the SDK client).
 
@@ -248,22 +274,37 @@ def provider(
 
     Example:
         >>> openai = rxllm.provider("openai", base_url="http://127.0.0.1:8000/v1")
+        >>> local = rxllm.provider("ollama")  # http://localhost:11434/v1, no key
     """
-    from . import config
+    vendor = spec(name)
+    cls = provider_class(vendor.name)
+    current = settings or config.settings()
+    credentials = config.resolve_credentials(
+        vendor, api_key=api_key, base_url=base_url, settings=current
+    )
+    return _build(cls, vendor, credentials, current, options)
 
-    cls = provider_class(name)
-    configured = (settings or config.settings()).provider(cls.name, *cls.aliases)
-    if api_key is None:
-        env_key = first_env(getattr(cls, "api_key_env", ()))
-        secret = configured.api_key.get_secret_value() if configured.api_key else None
-        api_key = env_key or secret
-    if base_url is None:
-        env_url = os.environ.get(cls.base_url_env) if cls.base_url_env else None
-        base_url = env_url or configured.base_url
+
+def _build(
+    cls: _ProviderClass,
+    vendor: ProviderSpec,
+    credentials: config.Credentials,
+    settings: Settings,
+    options: dict[str, Any],
+) -> Provider[Any]:
+    configured = settings.provider(vendor.name, *vendor.aliases)
     if options.get("timeout") is None and configured.timeout is not None:
         options["timeout"] = configured.timeout
     default_model = options.pop("default_model", None) or configured.default_model
-    return cls(api_key=api_key, base_url=base_url, default_model=default_model, **options)
+    default_max_tokens = options.pop("default_max_tokens", None) or configured.max_tokens
+    return cls(
+        spec=vendor,
+        api_key=credentials.api_key,
+        base_url=credentials.base_url,
+        default_model=default_model,
+        default_max_tokens=default_max_tokens,
+        **options,
+    )
 
 
 def model(
@@ -271,14 +312,18 @@ def model(
     *,
     allow_unknown_model: bool = False,
     settings: Settings | None = None,
+    api_key: str | SecretStr | None = None,
+    base_url: str | None = None,
     **options: Any,
 ) -> BoundModel:
     """A model bound to its provider, from a ``"provider:model"`` string.
 
-    ``options`` go to :func:`provider` (``api_key=``, ``base_url=``, ``timeout=``, ...).
-    Checked before anything is built: the provider must be registered and, when
-    the catalog knows the provider, the model must be in it (snapshot ids and
-    emulator knobs after ``~`` allowed) unless ``allow_unknown_model=True``.
+    ``options`` go to :func:`provider` (``timeout=``, ...). Checked before
+    anything is built: the provider must be registered and, when the catalog
+    knows the provider's models, the model must be one of them (snapshot ids
+    and emulator knobs after ``~`` allowed). A custom ``base_url`` (a local or
+    compatible server) accepts any model name, as does ``allow_unknown_model=True``;
+    a model without a price is logged once, and its cost is ``None``.
 
     Raises:
         ConfigurationError: malformed string, unknown provider (lists the known
@@ -287,12 +332,40 @@ def model(
     Example:
         >>> gpt = rxllm.model("openai:gpt-5-mini")
         >>> gpt.stream("Hello", max_tokens=50).subscribe(print)
+        >>> llama = rxllm.model("openai:llama3.2", base_url="http://localhost:11434/v1")
     """
-    provider_name, model_id = parse_model_spec(spec)
-    name = canonical_name(provider_name)
-    if not allow_unknown_model:
-        _check_model(name, model_id)
-    return BoundModel(provider(name, settings=settings, **options), model_id)
+    provider_part, model_id = parse_model_spec(spec)
+    vendor = _load(_find(provider_part))
+    cls = provider_class(vendor.name)
+    current = settings or config.settings()
+    credentials = config.resolve_credentials(
+        vendor, api_key=api_key, base_url=base_url, settings=current
+    )
+    custom_address = credentials.base_url not in (None, vendor.base_url)
+    if not (allow_unknown_model or custom_address):
+        _check_model(vendor.name, model_id)
+    if catalog.info(vendor.name, model_id) is None:
+        _note_unpriced(vendor.name, model_id)
+    return BoundModel(_build(cls, vendor, credentials, current, options), model_id)
+
+
+def model_for_phase(phase: str, **options: Any) -> BoundModel:
+    """The model configured for ``phase`` (plan, creative, implement, qa, ...), bound.
+
+    ``options`` go to :func:`model` (``api_key=``, ``base_url=``,
+    ``allow_unknown_model=``, ``settings=``...). Its ``spec`` is the configured string.
+
+    Raises:
+        ConfigurationError: the phase is not mapped (the message says how to map
+            it), or it maps to an unknown provider or model.
+
+    Example:
+        >>> async for event in rxllm.aiter(rxllm.model_for_phase("qa").stream("Review:")):
+        ...     print(event)
+    """
+    current = options.get("settings") or config.settings()
+    options["settings"] = current
+    return model(current.phase_model(phase), **options)
 
 
 @dataclass(frozen=True, slots=True)
@@ -340,21 +413,40 @@ class BoundModel:
 
 # -- internals ---------------------------------------------------------------------------
 
+_unpriced: set[tuple[str, str]] = set()
+
+
+def _note_unpriced(provider_name: str, model_id: str) -> None:
+    key = (provider_name, catalog.base_model_id(model_id))
+    if key not in _unpriced:
+        _unpriced.add(key)
+        logger.warning("%s:%s has no price in rxllm's catalog: its cost will be None", *key)
+
 
 def _check_model(provider_name: str, model_id: str) -> None:
     known = catalog.models(provider_name)
     if known and catalog.info(provider_name, model_id) is None:
         raise ConfigurationError(
             f"unknown model {catalog.base_model_id(model_id)!r} for {provider_name}: "
-            f"known models are {', '.join(known)}; pass allow_unknown_model=True to use it "
-            "anyway",
+            f"known models are {', '.join(known)}; pass allow_unknown_model=True (or a "
+            "base_url of your own) to use it anyway",
             provider=provider_name,
             model=model_id,
         )
 
 
-def _load(entry: _Entry) -> _ProviderClass:
-    if not isinstance(entry.target, str):
+def _find(name: str) -> _Entry:
+    entry = _registry.find(name.strip().lower()) if isinstance(name, str) else None
+    if entry is None:
+        raise ConfigurationError(
+            f"unknown provider {name!r}: {_known_providers(_registry.entries().values())}"
+        )
+    return entry
+
+
+def _load(entry: _Entry) -> ProviderSpec:
+    """The entry's spec, importing a plugin's entry point the first time."""
+    if isinstance(entry.target, ProviderSpec):
         return entry.target
     try:
         loaded = metadata.EntryPoint(entry.name, entry.target, ENTRY_POINT_GROUP).load()
@@ -363,29 +455,53 @@ def _load(entry: _Entry) -> _ProviderClass:
             f"provider {entry.name!r} ({entry.origin}) cannot be loaded from "
             f"{entry.target!r}: {error}"
         ) from error
-    _check_provider_class(loaded, origin=entry.origin, expected_name=entry.name)
+    found = _as_spec(loaded, origin=entry.origin)
+    if found.name != entry.name:
+        raise ConfigurationError(
+            f"{entry.origin}: {getattr(loaded, '__qualname__', loaded)!r} names itself "
+            f"{found.name!r}, but it is registered as {entry.name!r}"
+        )
     with _registry.lock:
-        entry.target = loaded
-        entry.aliases = tuple(loaded.aliases)
-    return loaded  # type: ignore[no-any-return]
+        entry.target = found
+    catalog.add_models(found.models)
+    return found
 
 
-def _check_provider_class(cls: object, *, origin: str, expected_name: str | None = None) -> None:
+def _as_spec(target: object, *, origin: str) -> ProviderSpec:
+    """A spec, from a spec or from a Provider subclass (which becomes its mapper)."""
+    if isinstance(target, ProviderSpec):
+        if not target.name:
+            raise ConfigurationError(f"{origin}: the spec has no name")
+        return target
+    if not (isinstance(target, type) and issubclass(target, Provider)):
+        raise ConfigurationError(
+            f"{origin}: {target!r} is neither a ProviderSpec nor a rxllm Provider subclass"
+        )
+    declared = getattr(target, "spec", None)
+    if not isinstance(declared, ProviderSpec) or not declared.name:
+        raise ConfigurationError(f"{origin}: {target.__qualname__} has no 'spec' and no 'name'")
+    return dataclasses.replace(declared, mapper=target)
+
+
+def _mapper(vendor: ProviderSpec, *, origin: str) -> _ProviderClass:
+    if not isinstance(vendor.mapper, str):
+        cls = vendor.mapper
+    else:
+        try:
+            cls = metadata.EntryPoint(vendor.name, vendor.mapper, ENTRY_POINT_GROUP).load()
+        except (ImportError, AttributeError, ValueError) as error:
+            raise ConfigurationError(
+                f"provider {vendor.name!r} ({origin}) cannot be loaded from "
+                f"{vendor.mapper!r}: {error}"
+            ) from error
     if not (isinstance(cls, type) and issubclass(cls, Provider)):
         raise ConfigurationError(f"{origin}: {cls!r} is not a rxllm Provider subclass")
-    name = getattr(cls, "name", None)
-    if not isinstance(name, str) or not name:
-        raise ConfigurationError(f"{origin}: {cls.__qualname__} has no 'name'")
-    if expected_name is not None and name != expected_name:
-        raise ConfigurationError(
-            f"{origin}: {cls.__qualname__}.name is {name!r}, but it is registered as "
-            f"{expected_name!r}"
-        )
+    return cls
 
 
 def _aliases(entry: _Entry) -> tuple[str, ...]:
-    # A plugin's aliases are on its class: import it only when a name was not found.
-    if isinstance(entry.target, str) and entry.origin.startswith("entry point"):
+    # A plugin's aliases are in its spec: import it only when a name was not found.
+    if isinstance(entry.target, str):
         try:
             _load(entry)
         except ConfigurationError:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 from . import errors
 from .events import (
@@ -29,6 +30,9 @@ class StreamResult:
     finish_reason: FinishReason
     model: str
     provider: str
+    details: Mapping[str, Any] = field(default_factory=dict)
+    """The ``done`` event's details: what only some providers or operators report
+    (``ignored`` parameters, ``winner``, ``attempts``, ``usage_estimated``, ids...)."""
 
     @classmethod
     def from_events(cls, events: Iterable[StreamEvent]) -> StreamResult:
@@ -61,4 +65,5 @@ class StreamResult:
             finish_reason=done.finish_reason,
             model=done.model,
             provider=done.provider,
+            details=done.details,
         )

@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeAlias
+from collections.abc import AsyncIterator, Callable
+from typing import Protocol, TypeAlias
 
 from reactivex import Observable, abc
 
-from ._bridge import from_async_iterable
+from .bridge import from_async_iterable
 from .events import StreamEvent
 from .request import StreamRequest
 
-if TYPE_CHECKING:
-    from .provider import Provider
+__all__ = ["EventSource", "LLMStream", "StreamStage"]
 
-__all__ = ["LLMStream", "StreamStage"]
+
+class EventSource(Protocol):
+    """What an ``LLMStream`` streams from: a :class:`~rxllm.provider.Provider`, in practice."""
+
+    @property
+    def name(self) -> str:
+        """The vendor's registry name."""
+
+    def events(self, request: StreamRequest) -> AsyncIterator[StreamEvent]:
+        """The events of one request, ending with exactly one ``DoneEvent``."""
+
 
 StreamStage: TypeAlias = Callable[[Observable[StreamEvent], int], Observable[StreamEvent]]
 """An operator stage kept on a resumable stream: ``(source, token_events_before) -> stream``.
@@ -33,7 +42,7 @@ class LLMStream(Observable[StreamEvent]):
     to continue a cut stream (:meth:`continued`).
     """
 
-    def __init__(self, provider: Provider[Any], request: StreamRequest) -> None:
+    def __init__(self, provider: EventSource, request: StreamRequest) -> None:
         super().__init__()
         self.provider = provider
         self.request = request
@@ -68,12 +77,6 @@ class LLMStream(Observable[StreamEvent]):
         provider to continue a cut reply: the continuation gets the same stages.
         """
         return _StagedStream(self, stage, 0)
-
-    def _ipython_display_(self) -> None:
-        """Evaluating a stream in a Jupyter cell runs it with the live display."""
-        from .notebook import show
-
-        show(self)
 
     def __repr__(self) -> str:
         return f"<LLMStream {self.provider.name}:{self.request.model}>"

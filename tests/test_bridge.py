@@ -11,7 +11,7 @@ from reactivex import operators as ops
 
 import rxllm
 from rxllm import TokenEvent, errors, from_async_iterable
-from rxllm._bridge import Demand, background_loop, demand_scope
+from rxllm.bridge import Demand, background_loop, demand_scope
 
 from .sources import EventSource, done, reply, wait_until_set
 

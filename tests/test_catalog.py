@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import tomllib
 from importlib import resources
 
 import pytest
 
-from rxllm import catalog
-from rxllm.errors import ConfigurationError
+from rxllm import catalog, registry
 from rxllm.events import Usage
 
 REQUIRED_MODELS = {
@@ -38,12 +38,26 @@ def test_the_data_file_ships_with_the_package_and_is_dated() -> None:
 def test_every_provider_lists_the_required_models_and_its_default(provider: str) -> None:
     listed = catalog.models(provider)
     assert set(REQUIRED_MODELS[provider]) <= set(listed)
-    assert catalog.default_model(provider) == DEFAULTS[provider]
+    default = registry.spec(provider).default_model
+    assert default == DEFAULTS[provider]
+    assert default in listed
     assert len(listed) == len(set(listed))
 
 
-def test_catalog_covers_exactly_the_four_providers() -> None:
-    assert sorted(catalog.providers()) == sorted(REQUIRED_MODELS)
+def test_the_data_file_covers_the_four_and_specs_add_their_own_models() -> None:
+    assert sorted(catalog._catalog().providers) == sorted(REQUIRED_MODELS)
+    with_models = {spec.name for spec in registry.specs() if spec.models}
+    assert with_models == {"deepseek"}
+    assert sorted(catalog.providers()) == sorted({*REQUIRED_MODELS, *with_models})
+    assert catalog.models("deepseek") == ["deepseek-chat", "deepseek-reasoner"]
+    assert catalog.cost("deepseek", "deepseek-chat", Usage(prompt_tokens=10**6)) == 0.28
+
+
+def test_added_models_never_replace_the_packaged_figures() -> None:
+    before = catalog.info("openai", "gpt-5-mini")
+    assert before is not None
+    catalog.add_models([dataclasses.replace(before, input_price=99.0)])
+    assert catalog.info("openai", "gpt-5-mini") == before
 
 
 @pytest.mark.parametrize(
@@ -132,19 +146,11 @@ def test_unknown_models_have_no_info_and_no_cost(provider: str, model: str) -> N
     assert catalog.cost(provider, model, Usage(prompt_tokens=10, completion_tokens=10)) is None
 
 
-@pytest.mark.parametrize(("alias", "name"), [("claude", "anthropic"), ("xai", "grok")])
-def test_provider_aliases_are_accepted(alias: str, name: str) -> None:
-    assert catalog.models(alias) == catalog.models(name)
-    assert catalog.default_model(alias) == catalog.default_model(name)
-    assert catalog.info(alias, catalog.models(name)[0]) is not None
-
-
-def test_an_unknown_provider_is_an_error_that_lists_the_known_ones() -> None:
-    with pytest.raises(ConfigurationError, match="anthropic") as raised:
-        catalog.models("antropic")
-    assert "antropic" in str(raised.value)
-    with pytest.raises(ConfigurationError):
-        catalog.default_model("antropic")
+def test_a_provider_without_figures_lists_no_models() -> None:
+    # Aliases and unknown names belong to the registry, which canonicalizes first.
+    assert catalog.models("ollama") == []
+    assert catalog.models("claude") == []
+    assert catalog.info("claude", "claude-sonnet-4-5") is None
 
 
 def test_cost_bills_the_prompt_at_input_and_all_output_at_output_price() -> None:
@@ -174,13 +180,11 @@ def test_the_file_is_read_once() -> None:
 
 
 def test_a_malformed_catalog_is_rejected() -> None:
-    good = {"default": "m", "models": {"m": _fields()}}
+    good = {"models": {"m": _fields()}}
     catalog._parse({"as_of": datetime.date(2026, 1, 1), "p": good})
     with pytest.raises(ValueError, match="as_of"):
         catalog._parse({"p": good})
-    with pytest.raises(ValueError, match="default"):
-        catalog._parse({"as_of": datetime.date(2026, 1, 1), "p": {**good, "default": "x"}})
-    twice = {"default": "m", "models": {"m": _fields(), "n": _fields(aliases=["m"])}}
+    twice = {"models": {"m": _fields(), "n": _fields(aliases=["m"])}}
     with pytest.raises(ValueError, match="twice"):
         catalog._parse({"as_of": datetime.date(2026, 1, 1), "p": twice})
 

@@ -12,18 +12,25 @@ from typing import Any, ClassVar
 import pytest
 
 from rxllm import config, registry
-from rxllm.config import ProviderSettings, Settings, load_settings, model_for_phase
+from rxllm.config import ProviderSettings, Settings, load_settings
 from rxllm.emulator import Emulator
 from rxllm.errors import ConfigurationError
 from rxllm.events import DoneEvent, FinishReason, StreamEvent, TokenEvent, Usage
 from rxllm.provider import Provider
+from rxllm.registry import model_for_phase
 from rxllm.request import StreamRequest
 from rxllm.testing import EMULATOR_KEY
+from rxllm.vendors import BUILTIN_SPECS
 
 SECRET = "sk-live-DO-NOT-PRINT-4f9a"
 OTHER_SECRET = "sk-other-DO-NOT-PRINT-77b1"
 
-VENDOR_VARIABLES = [name for keys, url in config.VENDOR_ENV.values() for name in (*keys, url)]
+VENDOR_VARIABLES = [
+    name
+    for spec in BUILTIN_SPECS
+    for name in (*spec.key_env, spec.base_url_env)
+    if name is not None
+]
 
 
 class EchoProvider(Provider[None]):
@@ -91,6 +98,10 @@ def test_nothing_configured_means_nothing_set() -> None:
     assert settings.phases == {}
 
 
+def _credentials(name: str, **given: Any) -> config.Credentials:
+    return config.resolve_credentials(registry.spec(name), **given)
+
+
 def test_vendor_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ANTHROPIC_API_KEY", "a-key")
     monkeypatch.setenv("OPENAI_API_KEY", "o-key")
@@ -100,21 +111,42 @@ def test_vendor_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XAI_BASE_URL", "127.0.0.1:9")
     monkeypatch.setenv("GEMINI_BASE_URL", "http://127.0.0.1:9")
     monkeypatch.setenv("ANTHROPIC_BASE_URL", "")  # empty means unset
-    settings = load_settings()
-    assert _key(settings.provider("anthropic")) == "a-key"
-    assert settings.provider("anthropic").base_url is None
-    assert _key(settings.provider("openai")) == "o-key"
-    assert settings.provider("openai").base_url == "http://127.0.0.1:9/v1"
-    assert _key(settings.provider("gemini")) == "g-key"
-    assert settings.provider("gemini").base_url == "http://127.0.0.1:9"
-    assert _key(settings.provider("grok")) == "x-key"
-    assert settings.provider("grok").base_url == "127.0.0.1:9"
+    anthropic = _credentials("anthropic")
+    assert (_key(anthropic), anthropic.base_url, anthropic.key_source) == (
+        "a-key",
+        None,
+        "ANTHROPIC_API_KEY",
+    )
+    assert _key(_credentials("openai")) == "o-key"
+    assert _credentials("openai").base_url == "http://127.0.0.1:9/v1"
+    assert (_key(_credentials("google")), _credentials("gemini").key_source) == (
+        "g-key",
+        "GOOGLE_API_KEY",
+    )
+    assert _credentials("gemini").base_url == "http://127.0.0.1:9"
+    assert _key(_credentials("xai")) == "x-key"
+    assert _credentials("grok").base_url == "127.0.0.1:9"
+
+
+def test_arguments_win_and_a_spec_supplies_its_default_address(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "o-key")
+    given = _credentials("openai", api_key="mine", base_url="http://127.0.0.1:1/v1")
+    assert (_key(given), given.base_url, given.key_source) == (
+        "mine",
+        "http://127.0.0.1:1/v1",
+        "api_key=",
+    )
+    local = _credentials("ollama")
+    assert (local.api_key, local.base_url) == (None, "http://localhost:11434/v1")
+    assert "o-key" not in repr(_credentials("openai"))
 
 
 def test_gemini_api_key_is_preferred_to_google_api_key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GOOGLE_API_KEY", "google")
     monkeypatch.setenv("GEMINI_API_KEY", "gemini")
-    assert _key(load_settings().provider("gemini")) == "gemini"
+    assert _key(_credentials("gemini")) == "gemini"
 
 
 def test_rxllm_environment_variables_nest_with_double_underscores(
@@ -221,11 +253,12 @@ def test_vendor_variables_win_over_rxllm_variables_and_files(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     write("rxllm.toml", f'[openai]\napi_key = "{OTHER_SECRET}"\n')
-    assert _key(load_settings().provider("openai")) == OTHER_SECRET
+    assert _key(_credentials("openai")) == OTHER_SECRET
+    assert _credentials("openai").key_source == "settings"
     monkeypatch.setenv("RXLLM_OPENAI__API_KEY", "from-rxllm-variable")
-    assert _key(load_settings().provider("openai")) == "from-rxllm-variable"
+    assert _key(_credentials("openai")) == "from-rxllm-variable"
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
-    assert _key(load_settings().provider("openai")) == SECRET
+    assert _key(_credentials("openai")) == SECRET
 
 
 def test_an_alias_table_serves_its_provider() -> None:
@@ -402,6 +435,7 @@ async def test_model_for_phase_streams_from_the_emulator(
 
 def _everywhere(monkeypatch: pytest.MonkeyPatch) -> Settings:
     monkeypatch.setenv("ANTHROPIC_API_KEY", SECRET)
+    monkeypatch.setenv("RXLLM_ANTHROPIC__API_KEY", SECRET)
     write("rxllm.toml", f'[openai]\napi_key = "{OTHER_SECRET}"\n\n[xai]\napi_key = "{SECRET}"\n')
     return load_settings()
 
@@ -409,9 +443,11 @@ def _everywhere(monkeypatch: pytest.MonkeyPatch) -> Settings:
 def test_keys_never_show_in_repr_or_str(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = _everywhere(monkeypatch)
     assert _key(settings.provider("openai")) == OTHER_SECRET  # they are there...
-    shown = [repr(settings), str(settings), repr(settings.anthropic), str(settings.openai)]
+    anthropic = settings.provider("anthropic")
+    shown = [repr(settings), str(settings), repr(anthropic), str(settings.provider("openai"))]
     shown += [repr(settings.provider("grok", "xai")), settings.model_dump_json()]
-    shown += [str(settings.model_dump()), f"{settings}", f"{settings.anthropic!r}"]
+    shown += [str(settings.model_dump()), f"{settings}", f"{anthropic!r}"]
+    shown += [repr(_credentials("anthropic")), str(_credentials("openai"))]
     for text in shown:  # ...but never shown
         assert SECRET not in text
         assert OTHER_SECRET not in text
@@ -426,7 +462,7 @@ def test_pickled_settings_leave_the_keys_out(monkeypatch: pytest.MonkeyPatch) ->
     assert restored.provider("anthropic").api_key is None
     assert restored.provider("openai") == ProviderSettings()
     assert settings.provider("anthropic").api_key is not None  # the original keeps its key
-    single = pickle.dumps(settings.anthropic)
+    single = pickle.dumps(settings.provider("anthropic"))
     assert SECRET.encode() not in single
 
 
@@ -471,7 +507,7 @@ def test_errors_after_a_key_was_given_never_contain_it(fake_anthropic: None) -> 
     for build in (
         lambda: registry.model("anthropic:claude-sonnet-9", api_key=SECRET),
         lambda: registry.model(f"anthropic:{SECRET}", api_key=SECRET),
-        lambda: registry.model("mistral:large", api_key=SECRET),
+        lambda: registry.model("nosuch:large", api_key=SECRET),
         lambda: Settings(anthropic={"api_key": SECRET, "timeout": "later"}),
     ):
         with pytest.raises(ConfigurationError) as raised:

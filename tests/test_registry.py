@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import subprocess
 import sys
@@ -20,8 +21,9 @@ from rxllm.events import DoneEvent, FinishReason, StreamEvent, TokenEvent, Usage
 from rxllm.provider import Provider
 from rxllm.request import StreamRequest
 from rxllm.testing import EMULATOR_KEY
+from rxllm.vendors import BUILTIN_SPECS, OPENAI_MAPPER, ProviderSpec
 
-BUILTINS = ["anthropic", "openai", "gemini", "grok"]
+BUILTINS = [spec.name for spec in BUILTIN_SPECS]
 VENDOR_VARIABLES = [
     "ANTHROPIC_API_KEY",
     "OPENAI_API_KEY",
@@ -80,11 +82,7 @@ def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
         monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
     state = registry._registry
-    saved = (
-        dict(state.registered),
-        dict(state.plugins),
-        {name: (entry.target, entry.aliases) for name, entry in state.builtins.items()},
-    )
+    saved = (dict(state.registered), dict(state.plugins), dict(state.builtins))
     config.configure(None)
     yield
     config.configure(None)
@@ -92,9 +90,8 @@ def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     state.registered.update(saved[0])
     state.plugins = saved[1]
     state.scanned = False
-    for name, (target, aliases) in saved[2].items():
-        state.builtins[name].target = target
-        state.builtins[name].aliases = aliases
+    state.builtins.clear()
+    state.builtins.update(saved[2])
 
 
 @pytest.fixture
@@ -108,7 +105,7 @@ def fake_anthropic() -> type[Provider[Any]]:
 def test_the_four_providers_are_registered_without_importing_their_sdks() -> None:
     code = (
         "import sys, rxllm.registry as r; "
-        "print(r.providers()); print(r.canonical_name('xai')); "
+        "print(r.provider_names()); print(r.canonical_name('xai')); "
         "print(sorted(m for m in ('anthropic', 'openai', 'google.genai', 'xai_sdk') "
         "if m in sys.modules))"
     )
@@ -138,9 +135,9 @@ def test_names_and_aliases(given: str, name: str) -> None:
 
 def test_an_unknown_provider_lists_the_known_names_and_aliases() -> None:
     with pytest.raises(ConfigurationError) as raised:
-        registry.canonical_name("mistral")
+        registry.canonical_name("nosuch")
     message = str(raised.value)
-    assert "'mistral'" in message
+    assert "'nosuch'" in message
     for name in [*BUILTINS, "claude", "google", "xai"]:
         assert name in message
 
@@ -150,7 +147,7 @@ def test_an_unknown_provider_lists_the_known_names_and_aliases() -> None:
 
 def test_register_adds_a_provider_with_its_aliases() -> None:
     assert registry.register(EchoProvider) is EchoProvider
-    assert registry.providers() == [*BUILTINS, "echo"]
+    assert registry.provider_names() == [*BUILTINS, "echo"]
     assert registry.canonical_name("parrot") == "echo"
     assert registry.provider_class("parrot") is EchoProvider
     registry.register(EchoProvider)  # the same class again is fine
@@ -178,14 +175,15 @@ def test_register_accepts_only_named_provider_classes() -> None:
 
     with pytest.raises(ConfigurationError, match="no 'name'"):
         registry.register(NoName)
-    with pytest.raises(ConfigurationError, match="not a rxllm Provider"):
+    with pytest.raises(ConfigurationError, match="nor a rxllm Provider"):
         registry.register(object)  # type: ignore[arg-type]
 
 
 def test_a_builtin_whose_module_is_missing_is_a_configuration_error(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(registry._registry.builtins["grok"], "target", "rxllm.nowhere:Grok")
+    broken = dataclasses.replace(registry.spec("grok"), mapper="rxllm.nowhere:Grok")
+    monkeypatch.setattr(registry._registry.builtins["grok"], "target", broken)
     with pytest.raises(ConfigurationError, match="cannot be loaded"):
         registry.provider_class("xai")
 
@@ -208,8 +206,8 @@ def test_a_model_id_may_contain_colons() -> None:
 
 
 def test_model_with_an_unknown_provider_lists_the_known_providers() -> None:
-    with pytest.raises(ConfigurationError, match="unknown provider 'mistral'") as raised:
-        registry.model("mistral:large")
+    with pytest.raises(ConfigurationError, match="unknown provider 'nosuch'") as raised:
+        registry.model("nosuch:large")
     assert all(name in str(raised.value) for name in BUILTINS)
 
 
@@ -347,7 +345,7 @@ async def test_an_entry_point_registers_a_third_party_provider(
         entry_points="[rxllm.providers]\nacme = acme_rxllm:AcmeProvider\n",
         module=PLUGIN_MODULE,
     )
-    assert registry.providers() == [*BUILTINS, "acme"]
+    assert registry.provider_names() == [*BUILTINS, "acme"]
     assert "acme_rxllm" not in sys.modules  # listing does not import the plugin
     monkeypatch.setenv("ACME_API_KEY", "acme-key")
     bound = registry.model("acme:acme-2")
@@ -370,7 +368,7 @@ def test_a_broken_entry_point_fails_only_when_it_is_used(
         ),
         module=PLUGIN_MODULE,
     )
-    assert registry.providers() == [*BUILTINS, "gone", "not-acme", "wrong"]
+    assert registry.provider_names() == [*BUILTINS, "gone", "not-acme", "wrong"]
     with pytest.raises(ConfigurationError, match=r"'gone'.*acme-rxllm.*cannot be loaded"):
         registry.provider_class("gone")
     with pytest.raises(ConfigurationError, match="registered as 'wrong'"):
@@ -388,12 +386,13 @@ def test_builtins_win_over_a_plugin_of_the_same_name(
         entry_points="[rxllm.providers]\nopenai = acme_rxllm:AcmeProvider\n",
         module=PLUGIN_MODULE,
     )
-    assert registry.providers() == BUILTINS
+    assert registry.provider_names() == BUILTINS
     assert registry._registry.entries()["openai"].origin == "rxllm"
 
 
-# -- the real providers, once they exist, against the emulator -----------------------------
+# -- the real providers against the emulator ------------------------------------------------
 
+FOUR = ["anthropic", "openai", "gemini", "grok"]
 SPECS = {
     "anthropic": "anthropic:claude-haiku-4-5",
     "openai": "openai:gpt-5-mini",
@@ -402,20 +401,17 @@ SPECS = {
 }
 
 
-@pytest.mark.parametrize("name", BUILTINS)
-def test_the_real_classes_match_the_registry_and_configuration(name: str) -> None:
-    pytest.importorskip(f"rxllm.providers.{name}", exc_type=ImportError)
-    cls = registry.provider_class(name)
-    assert cls.name == name
-    keys, url = config.VENDOR_ENV[name]
-    assert tuple(cls.api_key_env) == keys
-    assert cls.base_url_env == url
-    assert cls.default_model == catalog.default_model(name)
+@pytest.mark.parametrize("spec", BUILTIN_SPECS, ids=lambda s: s.name)
+def test_every_builtin_spec_loads_its_mapper_and_names_its_own_vendor(spec: ProviderSpec) -> None:
+    cls = registry.provider_class(spec.name)
+    assert registry.spec(spec.name) is spec
+    assert cls.spec.mapper in (spec.mapper, OPENAI_MAPPER)
+    if spec.default_model is not None and catalog.models(spec.name):
+        assert catalog.info(spec.name, spec.default_model) is not None
 
 
-@pytest.mark.parametrize("name", BUILTINS)
+@pytest.mark.parametrize("name", FOUR)
 async def test_a_model_string_streams_from_the_emulator(emulator: Emulator, name: str) -> None:
-    pytest.importorskip(f"rxllm.providers.{name}", exc_type=ImportError)
     bound = registry.model(SPECS[name], api_key=EMULATOR_KEY, base_url=emulator.base_url(name))
     result = await bound.complete("Say something", max_tokens=40)
     assert result.text
@@ -424,13 +420,13 @@ async def test_a_model_string_streams_from_the_emulator(emulator: Emulator, name
     await bound.provider.aclose()
 
 
-@pytest.mark.parametrize("name", BUILTINS)
+@pytest.mark.parametrize("name", FOUR)
 async def test_the_vendor_environment_variables_reach_the_real_provider(
     emulator: Emulator, monkeypatch: pytest.MonkeyPatch, name: str
 ) -> None:
-    pytest.importorskip(f"rxllm.providers.{name}", exc_type=ImportError)
     for variable, value in emulator.env().items():
         monkeypatch.setenv(variable, value)
     bound = registry.model(SPECS[name])
+    assert bound.provider.base_url == emulator.base_url(name)
     assert await bound.generate("Say something", max_tokens=20)
     await bound.provider.aclose()

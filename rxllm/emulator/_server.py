@@ -10,6 +10,8 @@ from typing import Any
 
 from aiohttp import web
 
+from .. import registry
+from ..errors import ConfigurationError
 from . import _anthropic, _gemini, _openai, _xai
 from ._behaviour import Behaviour
 from ._state import Dialect, EmulatorState, RecordedRequest
@@ -17,9 +19,10 @@ from ._state import Dialect, EmulatorState, RecordedRequest
 __all__ = ["Emulator"]
 
 HOST = "127.0.0.1"
-_PREFIX = {"anthropic": "/anthropic", "openai": "/openai", "gemini": "/gemini"}
+_HTTP_DIALECTS = {"anthropic": _anthropic, "openai": _openai, "gemini": _gemini}
+"""The HTTP dialects, each served under ``/<dialect>``; ``xai`` is gRPC on its own port."""
 # base_url means what each SDK means by it: OpenAI's includes /v1, the others add their version.
-_BASE_SUFFIX = {"anthropic": "/anthropic", "openai": "/openai/v1", "gemini": "/gemini"}
+_BASE_SUFFIX = {"anthropic": "", "openai": "/v1", "gemini": ""}
 
 
 class Emulator:
@@ -65,31 +68,32 @@ class Emulator:
 
     # -- addresses --------------------------------------------------------------------------
 
-    def base_url(self, dialect: Dialect | str) -> str:
-        """The ``base_url`` to give each SDK (for ``"xai"``/``"grok"``, the gRPC ``host:port``)."""
-        if dialect in ("xai", "grok"):
+    def base_url(self, vendor: Dialect | str) -> str:
+        """The ``base_url`` to give a vendor's SDK: by dialect (``"anthropic"``, ``"openai"``,
+        ``"gemini"``, ``"xai"``) or by any registered vendor with an emulator dialect
+        (``"grok"``, ``"claude"``, ``"ollama"``...). For xAI, the gRPC ``host:port``."""
+        dialect = vendor if vendor in (*_HTTP_DIALECTS, "xai") else _dialect_of(vendor)
+        if dialect == "xai":
             return self.xai_address
-        if dialect not in _BASE_SUFFIX:
-            raise ValueError(f"unknown dialect {dialect!r}; known: anthropic, openai, gemini, xai")
-        return f"http://{HOST}:{self.port}{_BASE_SUFFIX[dialect]}"
+        return f"http://{HOST}:{self.port}/{dialect}{_BASE_SUFFIX[dialect]}"
 
     @property
     def xai_address(self) -> str:
         return f"{HOST}:{self.grpc_port}"
 
     def env(self) -> dict[str, str]:
-        """Environment variables that point rxllm (and the SDKs) at this emulator."""
+        """Environment variables that point rxllm (and the SDKs) at this emulator: each
+        registered vendor's base URL and key variables, for every vendor it can serve."""
         key = self.state.api_key or "emulator-key"
-        return {
-            "ANTHROPIC_BASE_URL": self.base_url("anthropic"),
-            "ANTHROPIC_API_KEY": key,
-            "OPENAI_BASE_URL": self.base_url("openai"),
-            "OPENAI_API_KEY": key,
-            "GEMINI_BASE_URL": self.base_url("gemini"),
-            "GEMINI_API_KEY": key,
-            "XAI_BASE_URL": self.xai_address,
-            "XAI_API_KEY": key,
-        }
+        found: dict[str, str] = {}
+        for spec in registry.specs():
+            if spec.emulator is None:
+                continue
+            if spec.base_url_env:
+                found[spec.base_url_env] = self.base_url(spec.emulator)
+            if spec.key_env:
+                found[spec.key_env[0]] = key
+        return found
 
     # -- what it saw ------------------------------------------------------------------------
 
@@ -137,14 +141,10 @@ class Emulator:
 
     async def _start(self) -> None:
         app = web.Application()
-        for dialect, module in (
-            ("anthropic", _anthropic),
-            ("openai", _openai),
-            ("gemini", _gemini),
-        ):
+        for dialect, module in _HTTP_DIALECTS.items():
             sub = web.Application()
             sub.add_routes(module.routes(self.state))
-            app.add_subapp(_PREFIX[dialect], sub)
+            app.add_subapp(f"/{dialect}", sub)
         # handler_cancellation: a client that disconnects cancels its handler at once,
         # which is how a stalled stream notices it was abandoned.
         runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
@@ -216,6 +216,16 @@ class Emulator:
 
     def __repr__(self) -> str:
         return f"<Emulator http://{HOST}:{self.port} grpc={self.xai_address}>"
+
+
+def _dialect_of(vendor: str) -> str:
+    try:
+        dialect = registry.spec(vendor).emulator
+    except ConfigurationError as error:
+        raise ValueError(f"unknown dialect or vendor {vendor!r}: {error}") from None
+    if dialect is None:
+        raise ValueError(f"the emulator has no dialect for {vendor!r}")
+    return dialect
 
 
 def _bound_port(site: web.TCPSite) -> int:

@@ -11,8 +11,8 @@ from reactivex import Observable, abc
 from reactivex.disposable import CompositeDisposable, Disposable, SingleAssignmentDisposable
 
 from ..events import StreamEvent, TokenEvent
+from ..scheduling import positive_seconds, stream_scheduler
 from ..stream import staged
-from ._scheduling import positive_seconds, stream_scheduler
 from ._timers import release_timers
 
 __all__ = ["batch_tokens"]

@@ -10,7 +10,7 @@ from reactivex import Observable, abc
 from reactivex.disposable import CompositeDisposable, SingleAssignmentDisposable
 
 from ..events import DoneEvent, FinishReason, StreamEvent, Usage
-from ._usage import UsageMeter
+from ..metering import UsageMeter
 
 __all__ = ["cancel_when"]
 

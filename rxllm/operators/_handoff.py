@@ -21,7 +21,7 @@ from reactivex import Observable, abc
 from reactivex.disposable import CompositeDisposable, Disposable, SingleAssignmentDisposable
 
 from ..events import StreamEvent
-from ._scheduling import stream_scheduler
+from ..scheduling import stream_scheduler
 from ._timers import release_timers
 
 __all__ = ["Admission", "End", "handoff"]

@@ -16,8 +16,8 @@ from reactivex import Observable, abc
 from reactivex.disposable import CompositeDisposable, SingleAssignmentDisposable
 
 from ..events import DoneEvent, StreamEvent, TokenEvent, Usage
-from ._scheduling import stream_scheduler
-from ._usage import UsageMeter
+from ..metering import UsageMeter
+from ..scheduling import stream_scheduler
 
 __all__ = ["Contender", "contest", "race"]
 

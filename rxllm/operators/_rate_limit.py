@@ -26,10 +26,10 @@ from reactivex.scheduler import VirtualTimeScheduler
 
 from ..errors import RateLimitedError
 from ..events import DoneEvent, StreamEvent
+from ..metering import estimate_prompt_tokens
+from ..scheduling import stream_scheduler
 from ..stream import LLMStream, staged
-from ._scheduling import stream_scheduler
 from ._timers import release_timers
-from ._usage import estimate_prompt_tokens
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -171,9 +171,9 @@ class RateLimiter:
         """
         from .. import config, registry
 
-        canonical = registry.canonical_name(name)
-        aliases = registry.provider_class(canonical).aliases
-        configured = (settings or config.settings()).provider(canonical, *aliases)
+        vendor = registry.spec(name)
+        canonical = vendor.name
+        configured = (settings or config.settings()).provider(canonical, *vendor.aliases)
         rpm, tpm = configured.requests_per_minute, configured.tokens_per_minute
         if rpm is None and tpm is None:
             return None

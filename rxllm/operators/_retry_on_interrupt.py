@@ -14,9 +14,9 @@ from reactivex.disposable import Disposable, SerialDisposable, SingleAssignmentD
 from .. import errors
 from ..errors import RxllmError
 from ..events import DoneEvent, FinishReason, ReasoningEvent, StreamEvent, TokenEvent, Usage
+from ..metering import USAGE_ESTIMATED, UsageMeter
+from ..scheduling import stream_scheduler
 from ..stream import LLMStream
-from ._scheduling import stream_scheduler
-from ._usage import USAGE_ESTIMATED, UsageMeter
 
 __all__ = ["Backoff", "retry_on_interrupt"]
 

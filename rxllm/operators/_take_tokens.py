@@ -8,8 +8,8 @@ from reactivex import Observable, abc
 from reactivex.disposable import SingleAssignmentDisposable
 
 from ..events import FinishReason, StreamEvent, TokenEvent
+from ..metering import UsageMeter
 from ..stream import staged
-from ._usage import UsageMeter
 
 __all__ = ["take_tokens"]
 

@@ -17,10 +17,10 @@ from reactivex.disposable import (
 from .. import errors
 from ..errors import TimeoutPhase
 from ..events import DoneEvent, FinishReason, ReasoningEvent, StreamEvent, TokenEvent
+from ..metering import UsageMeter
+from ..scheduling import positive_seconds, stream_scheduler
 from ..stream import staged
-from ._scheduling import positive_seconds, stream_scheduler
 from ._timers import release_timers
-from ._usage import UsageMeter
 
 __all__ = ["timeout"]
 

@@ -10,7 +10,8 @@ Mapping:
 - ``system`` → ``system``; the conversation → ``messages`` (a trailing assistant
   turn is Anthropic's native prefill, which the reply continues);
   ``stop`` → ``stop_sequences``; ``max_tokens`` → ``max_tokens`` (required by the
-  API: defaults to the model's maximum output from the catalog, 4096 when unknown).
+  API: when a request sets none, the provider's default, 4096 unless configured with
+  ``max_tokens`` in the settings; raised above a thinking budget).
 - ``reasoning`` → ``thinking={"type": "enabled", "budget_tokens": ...}`` with
   budgets low 1024, medium/``True`` 4096, high 16384, always below ``max_tokens``.
   Not sent for a prefilled (continued) request: the API then wants the final
@@ -41,10 +42,11 @@ from typing import Any, ClassVar
 import anthropic
 import httpx2
 
-from .. import catalog, errors
+from .. import errors
 from ..events import DoneEvent, FinishReason, ReasoningEvent, StreamEvent, TokenEvent, Usage
 from ..provider import Provider
 from ..request import StreamRequest
+from ..vendors import vendor
 from ._common import TRANSPORT_ERRORS, error_for_status, retry_after_from_headers, scrub
 
 __all__ = ["AnthropicProvider"]
@@ -91,15 +93,11 @@ class AnthropicProvider(Provider[anthropic.AsyncAnthropic]):
     """Claude through ``anthropic.AsyncAnthropic``.
 
     Example:
-        >>> claude = AnthropicProvider()  # ANTHROPIC_API_KEY, ANTHROPIC_BASE_URL
+        >>> claude = rxllm.provider("anthropic")  # ANTHROPIC_API_KEY, ANTHROPIC_BASE_URL
         >>> await claude.generate("Say hi", model="claude-haiku-4-5")
     """
 
-    name: ClassVar[str] = "anthropic"
-    aliases: ClassVar[tuple[str, ...]] = ("claude",)
-    api_key_env: ClassVar[tuple[str, ...]] = ("ANTHROPIC_API_KEY",)
-    base_url_env: ClassVar[str | None] = "ANTHROPIC_BASE_URL"
-    default_model = "claude-sonnet-4-6"
+    spec = vendor("anthropic")
     continues_prefill: ClassVar[bool] = True  # Anthropic continues a trailing assistant turn
 
     def _make_client(self) -> anthropic.AsyncAnthropic:
@@ -135,10 +133,11 @@ class AnthropicProvider(Provider[anthropic.AsyncAnthropic]):
         if budget is not None and request.prefill:
             budget = None
         if max_tokens is None:
-            found = catalog.info(self.name, request.model)
-            max_tokens = found.max_output_tokens if found is not None else _DEFAULT_MAX_TOKENS
+            # The API requires max_tokens: the provider's default (configurable), raised
+            # above the thinking budget so that thinking leaves room for the answer.
+            max_tokens = self.max_tokens(request) or _DEFAULT_MAX_TOKENS
             if budget is not None and max_tokens <= budget:
-                max_tokens = budget + _DEFAULT_MAX_TOKENS
+                max_tokens = budget + max_tokens
         elif budget is not None and max_tokens <= budget:
             if max_tokens <= _MIN_THINKING_BUDGET:
                 raise errors.InvalidRequestError(

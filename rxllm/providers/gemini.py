@@ -47,7 +47,7 @@ import json
 import os
 import ssl
 from collections.abc import AsyncIterator, Mapping
-from typing import Any, ClassVar
+from typing import Any
 
 import aiohttp
 import certifi
@@ -59,6 +59,7 @@ from .. import errors
 from ..events import DoneEvent, FinishReason, ReasoningEvent, StreamEvent, TokenEvent, Usage
 from ..provider import Provider
 from ..request import StreamRequest
+from ..vendors import vendor
 from ._common import TRANSPORT_ERRORS, error_for_status, retry_after_from_headers, scrub
 
 try:  # the SDK's private request pipeline (see the module docstring)
@@ -128,18 +129,14 @@ class GeminiProvider(Provider[genai.Client]):
     """Google Gemini (``gemini``, alias ``google``) through ``google-genai``.
 
     Example:
-        >>> gemini = GeminiProvider()  # GEMINI_API_KEY or GOOGLE_API_KEY
+        >>> gemini = rxllm.provider("gemini")  # GEMINI_API_KEY or GOOGLE_API_KEY
         >>> await gemini.generate("Say hi", max_tokens=50)
 
     Options: ``raw_stream=False`` parses chunks with the SDK's public
     ``generate_content_stream`` (pydantic per chunk) instead of its raw pipeline.
     """
 
-    name: ClassVar[str] = "gemini"
-    aliases: ClassVar[tuple[str, ...]] = ("google",)
-    api_key_env: ClassVar[tuple[str, ...]] = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
-    base_url_env: ClassVar[str | None] = "GEMINI_BASE_URL"
-    default_model = "gemini-2.5-flash"
+    spec = vendor("gemini")
 
     @property
     def raw_stream(self) -> bool:
@@ -183,8 +180,9 @@ class GeminiProvider(Provider[genai.Client]):
             fields["system_instruction"] = system
         if request.temperature is not None:
             fields["temperature"] = request.temperature
-        if request.max_tokens is not None:
-            fields["max_output_tokens"] = request.max_tokens
+        max_tokens = self.max_tokens(request)
+        if max_tokens is not None:
+            fields["max_output_tokens"] = max_tokens
         if request.stop:
             fields["stop_sequences"] = list(request.stop)
         if request.reasoning:

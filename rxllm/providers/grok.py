@@ -48,7 +48,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import AsyncIterator
-from typing import Any, ClassVar
+from typing import Any
 
 import grpc
 from google.rpc import error_details_pb2, status_pb2
@@ -60,6 +60,7 @@ from .. import errors
 from ..events import DoneEvent, FinishReason, ReasoningEvent, StreamEvent, TokenEvent, Usage
 from ..provider import Provider
 from ..request import StreamRequest
+from ..vendors import vendor
 from ._common import is_context_too_long, scrub
 
 __all__ = ["GrokProvider"]
@@ -109,15 +110,11 @@ class GrokProvider(Provider[AsyncClient]):
     """xAI Grok, streamed over gRPC.
 
     Example:
-        >>> provider = GrokProvider()  # reads XAI_API_KEY (and XAI_BASE_URL, a host:port)
+        >>> provider = rxllm.provider("grok")  # reads XAI_API_KEY (and XAI_BASE_URL, a host:port)
         >>> text = await provider.generate("Write a haiku", model="grok-4")
     """
 
-    name: ClassVar[str] = "grok"
-    aliases: ClassVar[tuple[str, ...]] = ("xai",)
-    api_key_env: ClassVar[tuple[str, ...]] = ("XAI_API_KEY",)
-    base_url_env: ClassVar[str | None] = "XAI_BASE_URL"
-    default_model = "grok-4"
+    spec = vendor("grok")
 
     def _make_client(self) -> AsyncClient:
         host, secure = _address(self.base_url)
@@ -151,8 +148,9 @@ class GrokProvider(Provider[AsyncClient]):
         params: dict[str, Any] = {"model": request.model, "messages": messages}
         if request.temperature is not None:
             params["temperature"] = float(request.temperature)
-        if request.max_tokens is not None:
-            params["max_tokens"] = request.max_tokens
+        max_tokens = self.max_tokens(request)
+        if max_tokens is not None:
+            params["max_tokens"] = max_tokens
         if request.stop:
             params["stop"] = list(request.stop)
         effort = _reasoning_effort(request)

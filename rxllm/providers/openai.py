@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Mapping
-from typing import Any, ClassVar
+from typing import Any
 
 import httpx2
 import openai
@@ -46,6 +46,7 @@ from .. import errors
 from ..events import DoneEvent, FinishReason, ReasoningEvent, StreamEvent, TokenEvent, Usage
 from ..provider import Provider
 from ..request import StreamRequest
+from ..vendors import vendor
 from ._common import TRANSPORT_ERRORS, error_for_status, retry_after_from_headers, scrub
 
 __all__ = ["OpenAIProvider"]
@@ -83,21 +84,19 @@ class OpenAIProvider(Provider[openai.AsyncOpenAI]):
     """OpenAI Chat Completions, streamed.
 
     Example:
-        >>> provider = OpenAIProvider()  # reads OPENAI_API_KEY (and OPENAI_BASE_URL)
+        >>> provider = rxllm.provider("openai")  # reads OPENAI_API_KEY (and OPENAI_BASE_URL)
         >>> text = await provider.generate("Write a haiku", model="gpt-4.1")
     """
 
-    name: ClassVar[str] = "openai"
-    api_key_env: ClassVar[tuple[str, ...]] = ("OPENAI_API_KEY",)
-    base_url_env: ClassVar[str | None] = "OPENAI_BASE_URL"
-    default_model = "gpt-5-mini"
+    spec = vendor("openai")
 
     def _make_client(self) -> openai.AsyncOpenAI:
         options: dict[str, Any] = {k: self.options[k] for k in _CLIENT_OPTIONS if k in self.options}
         if self.timeout is not None:
             options["timeout"] = self.timeout
         return openai.AsyncOpenAI(
-            api_key=self.api_key.get_secret_value(),
+            # A local server that needs no key still gets one: the SDK insists on it.
+            api_key=self.api_key.get_secret_value() or "no-key",
             base_url=self.base_url,
             max_retries=0,  # retries belong to rxllm's retry operator, not hidden in the SDK
             **options,
@@ -120,8 +119,9 @@ class OpenAIProvider(Provider[openai.AsyncOpenAI]):
         }
         if request.temperature is not None:
             params["temperature"] = request.temperature
-        if request.max_tokens is not None:
-            params["max_completion_tokens"] = request.max_tokens
+        max_tokens = self.max_tokens(request)
+        if max_tokens is not None:
+            params["max_completion_tokens"] = max_tokens
         if request.stop:
             params["stop"] = list(request.stop)
         if request.reasoning:

@@ -16,7 +16,7 @@ from datetime import timedelta
 from reactivex import abc
 from reactivex.scheduler.eventloop import AsyncIOScheduler, AsyncIOThreadSafeScheduler
 
-from .._bridge import background_loop
+from .bridge import background_loop
 
 __all__ = ["positive_seconds", "stream_scheduler"]
 

@@ -15,9 +15,9 @@ from typing import Any
 
 from reactivex import Observable
 
-from ..events import DoneEvent, FinishReason, ReasoningEvent, StreamEvent, TokenEvent, Usage
-from ..request import StreamRequest
-from ..stream import LLMStream
+from .events import DoneEvent, FinishReason, ReasoningEvent, StreamEvent, TokenEvent, Usage
+from .request import StreamRequest
+from .stream import LLMStream
 
 __all__ = ["UsageMeter", "estimate_prompt_tokens", "stream_identity"]
 
