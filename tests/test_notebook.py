@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 import reactivex
 from reactivex.testing import ReactiveTest, TestScheduler
 
+from rxllm import notebook
 from rxllm.compare import Comparison
 from rxllm.emulator import Emulator
 from rxllm.errors import OverloadedError
@@ -146,13 +148,17 @@ async def test_evaluating_a_stream_in_a_cell_shows_it_live(
     emulator: Emulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import IPython.display
+    from IPython.core.formatters import DisplayFormatter
 
     handle = RecordingHandle()
     monkeypatch.setattr(IPython.display, "display", lambda *a, **k: handle)
+    shell = SimpleNamespace(display_formatter=DisplayFormatter())
+    assert notebook.register_display(shell)  # what importing rxllm does in a kernel
     provider = OpenAIProvider(api_key=EMULATOR_KEY, base_url=emulator.base_url("openai"))
     try:
         stream = provider.stream("Hi", model="gpt-4o", max_tokens=5)
-        stream._ipython_display_()  # what IPython calls when a cell's value is the stream
+        # What IPython does when a cell's value is the stream.
+        assert shell.display_formatter.ipython_display_formatter(stream)
         for _ in range(1000):  # the stream runs on this loop: let it finish
             if handle.updates and "length" in handle.updates[-1]:
                 break
