@@ -35,6 +35,7 @@ def full_reply() -> list[rxllm.StreamEvent]:
             finish_reason=FinishReason.LENGTH,
             model="m-1",
             provider="p",
+            details={"ignored": ("temperature",), "winner": "p:m-1"},
         ),
     ]
 
@@ -52,6 +53,7 @@ async def test_collect_returns_text_reasoning_usage_and_finish_reason() -> None:
         finish_reason=FinishReason.LENGTH,
         model="m-1",
         provider="p",
+        details={"ignored": ("temperature",), "winner": "p:m-1"},  # done.details, kept
     )
 
 

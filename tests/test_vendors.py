@@ -204,3 +204,43 @@ async def test_a_preset_streams_through_the_emulator_and_its_prices_apply(
 def test_a_spec_is_frozen() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         NEWCO.name = "other"  # type: ignore[misc]
+
+
+# -- defaults that protect a user's wallet ---------------------------------------------------
+
+
+async def test_claude_defaults_to_a_moderate_max_tokens_and_configuration_overrides_it(
+    emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = emulator.base_url("anthropic")
+    claude = rxllm.model("anthropic:claude-sonnet-4-6", api_key=EMULATOR_KEY, base_url=url)
+    monkeypatch.setenv("RXLLM_ANTHROPIC__MAX_TOKENS", "1000")
+    configured = rxllm.model("claude:claude-sonnet-4-6", api_key=EMULATOR_KEY, base_url=url)
+    try:
+        await claude.complete("Hi")
+        await configured.complete("Hi")
+        await configured.complete("Hi", max_tokens=7)  # the request's own wins
+    finally:
+        await claude.provider.aclose()
+        await configured.provider.aclose()
+    sent = [request.body["max_tokens"] for request in emulator.requests]
+    assert sent == [4096, 1000, 7]  # not the model's 64,000 maximum
+
+
+def test_provider_names_still_works_after_a_provider_module_was_imported() -> None:
+    # Regression: importing rxllm.providers.openai used to replace rxllm.providers().
+    rxllm.model("openai:gpt-5-mini", api_key="k")
+    importlib.import_module("rxllm.providers.openai")
+    assert rxllm.provider_names()[:4] == ["anthropic", "openai", "gemini", "grok"]
+
+
+async def test_a_collected_result_keeps_what_done_said(emulator: Emulator) -> None:
+    claude = rxllm.model(
+        "anthropic:claude-haiku-4-5", api_key=EMULATOR_KEY, base_url=emulator.base_url("claude")
+    )
+    try:
+        result = await claude.complete("Hi", temperature=0.3, max_tokens=5)
+    finally:
+        await claude.provider.aclose()
+    assert result.details["ignored"] == ("temperature",)  # Claude's API refuses temperature
+    assert result.details["stop_reason"] == "max_tokens"

@@ -1,9 +1,8 @@
-"""End-to-end helpers: the four providers against the emulator, and running a stream to its end."""
+"""End-to-end helpers: the four vendors against the emulator, and running a stream to its end."""
 
 from __future__ import annotations
 
 import asyncio
-import importlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,40 +11,25 @@ import pytest_asyncio
 from reactivex import Observable
 from reactivex.scheduler.eventloop import AsyncIOScheduler
 
+from rxllm import registry
 from rxllm.emulator import Emulator
 from rxllm.events import StreamEvent, TokenEvent
 from rxllm.provider import Provider
 from rxllm.testing import EMULATOR_KEY
 
-# name -> (module, class, emulator dialect, model)
-PROVIDERS: dict[str, tuple[str, str, str, str]] = {
-    "anthropic": (
-        "rxllm.providers.anthropic",
-        "AnthropicProvider",
-        "anthropic",
-        "claude-haiku-4-5",
-    ),
-    "openai": ("rxllm.providers.openai", "OpenAIProvider", "openai", "gpt-4o"),
-    "gemini": ("rxllm.providers.gemini", "GeminiProvider", "gemini", "gemini-2.5-flash"),
-    "grok": ("rxllm.providers.grok", "GrokProvider", "xai", "grok-4"),
-}
-NAMES = list(PROVIDERS)
+# The vendors compared by default (rxllm's four), from their specs, each with a test model.
+NAMES = [spec.name for spec in registry.specs() if spec.compared_by_default]
+MODELS = {"anthropic": "claude-haiku-4-5", "openai": "gpt-4o", "grok": "grok-4"}
 
 
 def build(name: str, emulator: Emulator) -> Provider[Any]:
-    """The provider ``name`` pointed at ``emulator`` (skips the test if it has not landed)."""
-    module_name, class_name, dialect, _ = PROVIDERS[name]
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError:
-        pytest.skip(f"{module_name} has not landed yet")
-    cls: type[Provider[Any]] = getattr(module, class_name)
-    return cls(api_key=EMULATOR_KEY, base_url=emulator.base_url(dialect))
+    """The provider ``name`` pointed at ``emulator``."""
+    return registry.provider(name, api_key=EMULATOR_KEY, base_url=emulator.base_url(name))
 
 
 def model(name: str, **knobs: object) -> str:
     """The provider's test model with emulator knobs (``claude-sonnet-4-5~fault=drop,after=4``)."""
-    base = PROVIDERS[name][3]
+    base = MODELS.get(name) or registry.spec(name).default_model or "test-model"
     if not knobs:
         return base
     return base + "~" + ",".join(f"{k}={v}" for k, v in knobs.items())
