@@ -145,15 +145,9 @@ class EmulatorHandle:
 
 
 def _rxllm_provider(name: str, urls: dict[str, str]) -> Any:
-    if name == "anthropic":
-        from rxllm.providers.anthropic import AnthropicProvider as cls
-    elif name == "openai":
-        from rxllm.providers.openai import OpenAIProvider as cls
-    elif name == "gemini":
-        from rxllm.providers.gemini import GeminiProvider as cls
-    else:
-        from rxllm.providers.grok import GrokProvider as cls
-    return cls(api_key=KEY, base_url=urls["xai" if name == "grok" else name])
+    import rxllm
+
+    return rxllm.provider(name, api_key=KEY, base_url=urls["xai" if name == "grok" else name])
 
 
 class Clients:
