@@ -1,7 +1,9 @@
 """``Provider``: the one interface every vendor implements (the seed's ``ILLMProvider``).
 
 A provider module (``rxllm/providers/<vendor>.py``) is a mapper and nothing
-more: it subclasses :class:`Provider` and implements
+more: it subclasses :class:`Provider`, names its vendor's
+:class:`~rxllm.vendors.ProviderSpec` as ``spec`` (what the vendor *is* lives
+there, declared once), and implements
 
 - ``_make_client()``: build the official SDK client (retries off);
 - ``_events(request)``: call the SDK, map each chunk to a ``StreamEvent``,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import os
 import socket
 import urllib.parse
 from collections.abc import AsyncIterator
@@ -277,3 +278,40 @@ async def test_retry_on_interrupt_resumes_a_cut_reply_without_losing_or_repeatin
     assert done.details.get("attempts") == 2
     assert len(emulator.requests) == 2
     assert emulator.requests[1].body != emulator.requests[0].body  # a continuation, not a replay
+
+
+# -- credentials ----------------------------------------------------------------------------
+
+
+async def test_the_key_and_address_come_from_the_vendors_own_variables(
+    vendor: ProviderSpec, emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert vendor.base_url_env is not None
+    for variable in vendor.key_env:
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv(vendor.key_env[0], EMULATOR_KEY)
+    monkeypatch.setenv(vendor.base_url_env, emulator.base_url(vendor.name))
+    bound = registry.model(f"{vendor.name}:{model_of(vendor)}")
+    try:
+        assert bound.provider.base_url == emulator.base_url(vendor.name)
+        assert (await bound.complete("Hi", max_tokens=3)).usage.completion_tokens == 3
+    finally:
+        await bound.provider.aclose()
+    assert emulator.requests[0].api_key == EMULATOR_KEY
+
+
+def test_a_missing_key_is_refused_before_any_request_naming_the_variables(
+    vendor: ProviderSpec, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for variable in vendor.key_env:
+        monkeypatch.delenv(variable, raising=False)
+    for variable in [name for name in os.environ if name.upper().startswith("RXLLM_")]:
+        monkeypatch.delenv(variable)
+    if not vendor.key_required:
+        built = registry.provider(vendor.name, base_url="http://127.0.0.1:9/v1")
+        assert built.api_key.get_secret_value() == ""  # a local server: none needed
+        return
+    with pytest.raises(errors.ConfigurationError) as raised:
+        registry.provider(vendor.name)
+    for variable in vendor.key_env:
+        assert variable in str(raised.value)
