@@ -85,6 +85,7 @@ from pydantic_settings import (
 )
 
 from .errors import ConfigurationError
+from .redaction import check_api_key
 from .vendors import ProviderSpec
 
 __all__ = [
@@ -334,6 +335,10 @@ def resolve_credentials(
     the spec's default (``None``: the SDK's, the real service). A missing key is
     not an error here (``api_key`` is ``None``): the provider says what to set.
 
+    Raises:
+        ConfigurationError: the key found cannot be sent as is (whitespace, a control
+            or non-ASCII character); the message names where it came from, not the key.
+
     Example:
         >>> resolve_credentials(registry.spec("ollama")).base_url
         'http://localhost:11434/v1'
@@ -349,6 +354,11 @@ def resolve_credentials(
         configured = (settings or _in_force()).provider(spec.name, *spec.aliases)
     if not key and configured is not None and configured.api_key is not None:
         key, source = configured.api_key.get_secret_value(), "settings"
+    if key:
+        try:
+            check_api_key(key, provider=f"{spec.name} (from {source})")
+        except ValueError as error:
+            raise ConfigurationError(str(error), provider=spec.name) from None
     if not base_url and spec.base_url_env:
         base_url = os.environ.get(spec.base_url_env) or None
     if not base_url and configured is not None:

@@ -29,6 +29,7 @@ from pydantic import SecretStr
 from . import catalog
 from .errors import ConfigurationError
 from .events import DoneEvent, StreamEvent, TokenEvent
+from .redaction import check_api_key, protect
 from .request import StreamRequest
 from .result import StreamResult
 from .stream import LLMStream
@@ -101,6 +102,12 @@ class Provider(abc.ABC, Generic[_Client]):
                 f"no API key for {self.spec.name}: {self.spec.key_hint()}",
                 provider=self.spec.name,
             )
+        if key:
+            try:
+                check_api_key(key, provider=self.spec.name)
+            except ValueError as error:
+                raise ConfigurationError(str(error), provider=self.spec.name) from None
+            protect(key)
         self._api_key = SecretStr(key or "")
         self.base_url: str | None = base_url or self.spec.base_url
         if not self.base_url and self.spec.base_url_required:
@@ -165,11 +172,25 @@ class Provider(abc.ABC, Generic[_Client]):
         return request.max_tokens if request.max_tokens is not None else self.default_max_tokens
 
     def request(self, request: StreamRequest | str, **fields: Any) -> StreamRequest:
-        """Build and validate a request: a prompt string, or a request with fields replaced."""
+        """Build and validate a request: a prompt string, or a request with fields replaced.
+
+        Raises:
+            ValueError: a field is invalid, or ``max_tokens`` is above what the
+                catalog says the model can write.
+        """
         if isinstance(request, StreamRequest):
-            return request.replace(**fields) if fields else request
-        fields.setdefault("model", self.default_model)
-        return StreamRequest(prompt=request, **fields)
+            built = request.replace(**fields) if fields else request
+        else:
+            fields.setdefault("model", self.default_model)
+            built = StreamRequest(prompt=request, **fields)
+        if built.max_tokens is not None:
+            known = catalog.info(self.name, built.model)
+            if known is not None and built.max_tokens > known.max_output_tokens:
+                raise ValueError(
+                    f"StreamRequest.max_tokens is {built.max_tokens}, above the "
+                    f"{known.max_output_tokens:,} tokens {self.name}:{known.id} can write"
+                )
+        return built
 
     async def events(self, request: StreamRequest) -> AsyncIterator[StreamEvent]:
         """The provider's events for one request, with cost filled in from the catalog.

@@ -38,6 +38,10 @@ class Message:
             raise ValueError(f"Message.role must be one of {sorted(_ROLES)}, got {self.role!r}")
         if not isinstance(self.content, str):
             raise ValueError(f"Message.content must be a str, got {type(self.content).__name__}")
+        # A continued reply may be cut after whitespace; any other turn needs words.
+        if not (self.content if self.role == "assistant" else self.content.strip()):
+            raise ValueError(f"Message.content must not be empty (a {self.role} message)")
+        _check_text(self.content, "Message.content")
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +72,16 @@ class StreamRequest:
 
     def __post_init__(self) -> None:
         # Accept lists and dicts for convenience, store tuples of Message.
-        object.__setattr__(self, "messages", tuple(_as_message(m) for m in self.messages))
+        if isinstance(self.messages, str | bytes | Message) or not isinstance(
+            self.messages, Sequence
+        ):
+            raise ValueError(
+                "StreamRequest.messages must be a list of messages, got "
+                f"{type(self.messages).__name__}"
+            )
+        object.__setattr__(
+            self, "messages", tuple(_as_message(m, i) for i, m in enumerate(self.messages))
+        )
         if isinstance(self.stop, str):
             object.__setattr__(self, "stop", (self.stop,))
         else:
@@ -86,6 +99,14 @@ class StreamRequest:
             )
         if self.prompt is not None and not self.prompt.strip():
             raise ValueError("StreamRequest.prompt must not be empty")
+        if self.prompt is not None:
+            _check_text(self.prompt, "StreamRequest.prompt")
+        if self.system is not None:
+            if not isinstance(self.system, str):
+                raise ValueError(
+                    f"StreamRequest.system must be a str, got {type(self.system).__name__}"
+                )
+            _check_text(self.system, "StreamRequest.system")
         if self.temperature is not None and (
             isinstance(self.temperature, bool)
             or not isinstance(self.temperature, int | float)
@@ -103,6 +124,8 @@ class StreamRequest:
             raise ValueError(f"StreamRequest.max_tokens must be >= 1, got {self.max_tokens!r}")
         if not all(isinstance(s, str) and s for s in self.stop):
             raise ValueError("StreamRequest.stop must be non-empty strings")
+        for stop in self.stop:
+            _check_text(stop, "StreamRequest.stop")
         if not isinstance(self.reasoning, bool) and self.reasoning not in _EFFORTS:
             raise ValueError(
                 "StreamRequest.reasoning must be True, False or one of "
@@ -160,10 +183,27 @@ class StreamRequest:
         return turns[-1].content if turns and turns[-1].role == "assistant" else ""
 
 
-def _as_message(value: Message | dict[str, Any] | Sequence[str]) -> Message:
+def _as_message(value: object, index: int) -> Message:
     if isinstance(value, Message):
         return value
-    if isinstance(value, dict):
-        return Message(value.get("role"), value.get("content"))  # type: ignore[arg-type]
-    role, content = value
-    return Message(role, content)  # type: ignore[arg-type]
+    if isinstance(value, dict) and "role" in value and "content" in value:
+        return Message(value["role"], value["content"])
+    if isinstance(value, tuple | list) and len(value) == 2:
+        return Message(value[0], value[1])
+    raise ValueError(
+        f"StreamRequest.messages[{index}] must be a Message, a {{'role': ..., 'content': ...}} "
+        f"dict or a (role, content) pair, got {value!r:.60}"
+    )
+
+
+def _check_text(text: str, field_name: str) -> None:
+    """Text every API can take: no NUL character, no lone surrogate (not encodable)."""
+    if "\x00" in text:
+        raise ValueError(f"{field_name} contains a NUL character (\\x00) at {text.index(chr(0))}")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise ValueError(
+            f"{field_name} contains a lone surrogate at {error.start} ({text[error.start]!a}): "
+            "not valid Unicode text; was it decoded with errors='surrogateescape'?"
+        ) from None

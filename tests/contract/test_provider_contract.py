@@ -257,7 +257,7 @@ async def test_disposing_the_subscription_closes_the_connection(
         if len(tokens) == 3:
             third.set()
 
-    stream = provider.stream("Hi", model=model_of(vendor, tps=100, words=5000), max_tokens=20_000)
+    stream = provider.stream("Hi", model=model_of(vendor, tps=100, words=5000), max_tokens=8_000)
     subscription = stream.subscribe(on_next=on_next)
     await asyncio.wait_for(third.wait(), 10)
     subscription.dispose()
