@@ -343,7 +343,7 @@ async def collect(observable: Observable[StreamEvent]) -> StreamResult:
     Raises:
         rxllm.errors.RxllmError: The stream failed (the error on the stream, or
             the first in-band ``ErrorEvent``).
-        rxllm.errors.InterruptedError: The stream completed without a ``done`` event.
+        rxllm.errors.StreamInterruptedError: The stream completed without a ``done`` event.
 
     Example:
         >>> result = await rxllm.collect(provider.stream("Hi"))
@@ -365,7 +365,7 @@ def collect_sync(observable: Observable[StreamEvent]) -> StreamResult:
     Raises:
         rxllm.errors.RxllmError: The stream failed (the error on the stream, or
             the first in-band ``ErrorEvent``).
-        rxllm.errors.InterruptedError: The stream completed without a ``done`` event.
+        rxllm.errors.StreamInterruptedError: The stream completed without a ``done`` event.
 
     Example:
         >>> print(rxllm.collect_sync(provider.stream("Hi")).text)

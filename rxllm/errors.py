@@ -4,37 +4,98 @@ Errors travel on Rx's error channel (``on_error``), so ``retry``, ``catch``
 and rxllm's own ``retry_on_interrupt`` can act on them by class::
 
     RxllmError
-    ├── ConfigurationError          (bad settings, missing API key, unknown provider)
-    ├── ProviderError               (anything a provider said or did)
-    │   ├── AuthenticationError     401 / 400 API_KEY_INVALID / UNAUTHENTICATED
-    │   ├── PermissionDeniedError   403 / PERMISSION_DENIED
-    │   ├── InvalidRequestError     400 / 422 / INVALID_ARGUMENT
-    │   │   └── ContextTooLongError the prompt does not fit the context window
-    │   ├── ModelNotFoundError      404 / NOT_FOUND
-    │   ├── RateLimitedError        429 / RESOURCE_EXHAUSTED       (retryable)
-    │   ├── OverloadedError         529 / 503 / UNAVAILABLE        (retryable)
-    │   ├── ServerError             5xx / INTERNAL                 (retryable)
-    │   └── InterruptedError        the stream dropped or ended    (retryable)
-    │                               before its final event
-    ├── TimeoutError                rxllm's ``timeout`` operator; ``phase`` is
-    │                               "first_token", "idle" or "total" (idle is retryable)
-    └── CancelledError              the stream was stopped
+    ├── ConfigurationError              (bad settings, missing API key, unknown provider)
+    ├── ProviderError                   (anything a provider said or did)
+    │   ├── AuthenticationError         401 / UNAUTHENTICATED / a wrong-key 400
+    │   ├── PermissionDeniedError       403 / PERMISSION_DENIED
+    │   ├── InvalidRequestError         400 / 422 / INVALID_ARGUMENT
+    │   │   └── ContextTooLongError     the prompt does not fit the context window
+    │   ├── ModelNotFoundError          404 / NOT_FOUND
+    │   ├── RateLimitedError            429 / RESOURCE_EXHAUSTED             (retryable)
+    │   ├── OverloadedError             529 / 503 / UNAVAILABLE              (retryable)
+    │   ├── ServerError                 5xx / INTERNAL                       (retryable)
+    │   └── StreamInterruptedError      the stream broke, timed out reading  (retryable)
+    │       │                           or ended before its final event
+    │       └── ConnectionFailedError   no connection could be made at all   (retryable)
+    ├── TimeoutError                    rxllm's ``timeout`` operator; ``phase`` is
+    │                                   "first_token", "idle" or "total" (idle is retryable);
+    │                                   also a builtin ``TimeoutError``
+    └── CancelledError                  the stream was stopped
 
 Every error carries ``provider``, ``model``, ``status`` (HTTP status or gRPC
-code name), ``retryable``, ``retry_after`` (seconds, when the server said) and
-the original exception as ``__cause__``. Messages never contain API keys.
+code name), ``retryable``, ``retry_after`` (seconds, when the server said so:
+``retry-after-ms``, ``retry-after`` or ``google.rpc.RetryInfo``, on any class;
+never guessed) and the original exception as ``__cause__``. Messages never
+contain API keys.
+
+The rule book: the same failure is the same class on every provider (HTTP:
+Anthropic, OpenAI, Gemini; gRPC: xAI). Each provider applies it through one
+table (``rxllm/providers/_common.py`` holds the rules they share)::
+
+    | failure                        | HTTP / gRPC             | error                  | retry |
+    |--------------------------------|-------------------------|------------------------|-------|
+    | no connection: refused, host   | UNAVAILABLE "failed to  | ConnectionFailedError  | yes   |
+    |   unreachable, DNS failure,    |   connect to all ..."   |                        |       |
+    |   connect timeout              |                         |                        |       |
+    | connection reset or closed,    | UNAVAILABLE "Socket     | StreamInterruptedError | yes   |
+    |   before the first byte or     |   closed", "GOAWAY", ... |                        |       |
+    |   mid-body                     |                         |                        |       |
+    | the provider's read timeout    | DEADLINE_EXCEEDED       | StreamInterruptedError | yes   |
+    |   (its timeout=)               |                         |                        |       |
+    | the stream ends without its    |                         | StreamInterruptedError | yes   |
+    |   final event (message_stop;   |                         |                        |       |
+    |   finish_reason and [DONE];    |                         |                        |       |
+    |   finishReason; finish reason) |                         |                        |       |
+    | malformed event: JSON that     |                         | StreamInterruptedError | yes   |
+    |   does not parse or is not in  |                         |                        |       |
+    |   the documented shape         |                         |                        |       |
+    | the server cancelled the call  | CANCELLED               | StreamInterruptedError | yes   |
+    | bad request, or the SDK        | 400, 422, other 4xx /   | InvalidRequestError    | no    |
+    |   refused to send it           |   INVALID_ARGUMENT      |                        |       |
+    | the prompt does not fit        | 413, 400 saying so      | ContextTooLongError    | no    |
+    | wrong or missing key           | 401, 400 saying so /    | AuthenticationError    | no    |
+    |                                |   UNAUTHENTICATED       |                        |       |
+    | the key may not do this        | 403 / PERMISSION_DENIED | PermissionDeniedError  | no    |
+    | no such model                  | 404 / NOT_FOUND         | ModelNotFoundError     | no    |
+    | too many requests or tokens    | 429 /                   | RateLimitedError       | yes   |
+    |                                |   RESOURCE_EXHAUSTED    |                        |       |
+    | the provider is overloaded     | 503, 529 / UNAVAILABLE  | OverloadedError        | yes   |
+    |                                |   (sent by the server)  |                        |       |
+    | the provider failed            | 408, other 5xx /        | ServerError            | yes   |
+    |                                |   INTERNAL, UNKNOWN,    |                        |       |
+    |                                |   DATA_LOSS, ABORTED    |                        |       |
+    | an error event mid-stream      | its type or status      | the class of that      |       |
+    |   (Anthropic's error event,    |                         |   status, as above     |       |
+    |   {"error": ...} data, a gRPC  |                         |                        |       |
+    |   status after chunks)         |                         |                        |       |
+    | rxllm's timeout operator fired |                         | TimeoutError           | idle  |
+    | the stream was stopped         |                         | CancelledError         | no    |
+    | bad settings, no API key       |                         | ConfigurationError     | no    |
+
+"Saying so" is the message: "prompt is too long", "context length" and the like
+for ContextTooLongError, "incorrect API key", "API key not valid" and the like
+for AuthenticationError. gRPC's INVALID_ARGUMENT, FAILED_PRECONDITION and
+OUT_OF_RANGE are a 400, UNIMPLEMENTED and ALREADY_EXISTS another 4xx. Output
+streamed before a StreamInterruptedError was delivered; none was before a
+ConnectionFailedError.
+
+``InterruptedError`` is the old name of StreamInterruptedError: it shadowed the
+builtin without being one. It still works, with a DeprecationWarning, until the
+next release.
 """
 
 from __future__ import annotations
 
-from typing import Literal, TypeAlias
+import builtins
+import warnings
+from typing import TYPE_CHECKING, Literal, TypeAlias
 
 __all__ = [
     "AuthenticationError",
     "CancelledError",
     "ConfigurationError",
+    "ConnectionFailedError",
     "ContextTooLongError",
-    "InterruptedError",
     "InvalidRequestError",
     "ModelNotFoundError",
     "OverloadedError",
@@ -43,6 +104,7 @@ __all__ = [
     "RateLimitedError",
     "RxllmError",
     "ServerError",
+    "StreamInterruptedError",
     "TimeoutError",
     "TimeoutPhase",
 ]
@@ -126,7 +188,7 @@ class PermissionDeniedError(ProviderError):
 
 
 class InvalidRequestError(ProviderError):
-    """The provider rejected the request as malformed."""
+    """The provider (or its SDK, before sending) rejected the request as malformed."""
 
 
 class ContextTooLongError(InvalidRequestError):
@@ -155,18 +217,37 @@ class ServerError(ProviderError):
     retryable = True
 
 
-class InterruptedError(ProviderError):  # noqa: A001 - rxllm.errors.InterruptedError, by design
-    """The stream dropped, or ended without its provider's final event.
+class StreamInterruptedError(ProviderError):
+    """The stream broke, timed out reading, sent a malformed event, or ended early.
 
-    The SDKs themselves report success when a stream is cut cleanly; rxllm
-    does not. Output already streamed was delivered before this error.
+    The connection was reset or closed (before the first byte or mid-body), the
+    provider's read timeout (its ``timeout=``) passed, an event could not be read, or
+    the stream ended without its provider's final event. The SDKs themselves report
+    success when a stream is cut cleanly; rxllm does not. Output already streamed
+    was delivered before this error.
+
+    Example:
+        >>> try:
+        ...     text = await provider.generate("Hi")
+        ... except rxllm.errors.StreamInterruptedError:
+        ...     ...  # or let retry_on_interrupt() resume it
     """
 
     retryable = True
 
 
-class TimeoutError(RxllmError):  # noqa: A001 - rxllm.errors.TimeoutError, by design
-    """rxllm's ``timeout`` operator fired. ``phase`` says which limit."""
+class ConnectionFailedError(StreamInterruptedError):
+    """No connection could be made at all: refused, unreachable host, DNS, connect timeout.
+
+    Nothing was sent or streamed; check ``base_url`` and the network.
+    """
+
+
+class TimeoutError(RxllmError, builtins.TimeoutError):  # noqa: A001 - and a builtin one too
+    """rxllm's ``timeout`` operator fired. ``phase`` says which limit.
+
+    It is also a builtin :class:`TimeoutError`, so ``except TimeoutError:`` catches it.
+    """
 
     def __init__(
         self,
@@ -185,3 +266,24 @@ class TimeoutError(RxllmError):  # noqa: A001 - rxllm.errors.TimeoutError, by de
 
 class CancelledError(RxllmError):
     """The stream was stopped before it finished."""
+
+
+# The old name of StreamInterruptedError, which shadowed the builtin InterruptedError
+# without being one: kept for one release, with a warning on use.
+_DEPRECATED = {"InterruptedError": ("StreamInterruptedError", StreamInterruptedError)}
+
+if TYPE_CHECKING:
+    InterruptedError = StreamInterruptedError  # noqa: A001 - deprecated alias
+else:
+
+    def __getattr__(name: str) -> object:
+        if name in _DEPRECATED:
+            new_name, cls = _DEPRECATED[name]
+            warnings.warn(
+                f"rxllm.errors.{name} is deprecated and will be removed in the next release: "
+                f"use rxllm.errors.{new_name}",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            return cls
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -39,7 +39,7 @@ class StreamResult:
         """Fold events into a result. Raises the first in-band error; needs a ``done``.
 
         A stream without its ``done`` event ended early (every rxllm stream ends
-        with one), so that is :class:`~rxllm.errors.InterruptedError`, not bad input.
+        with one), so that is :class:`~rxllm.errors.StreamInterruptedError`, not bad input.
         """
         text: list[str] = []
         reasoning: list[str] = []
@@ -54,7 +54,7 @@ class StreamResult:
             elif isinstance(event, ErrorEvent):
                 raise event.error
         if done is None:
-            raise errors.InterruptedError(
+            raise errors.StreamInterruptedError(
                 "the stream completed without a done event, so it ended early: every rxllm "
                 "stream ends with one (a provider or operator that does not is a bug)"
             )

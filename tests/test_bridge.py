@@ -278,7 +278,7 @@ class SlowClosingIterator:
     async def __anext__(self) -> TokenEvent:
         self.pulls += 1
         if self.pulls > 1:
-            raise errors.InterruptedError("connection dropped")
+            raise errors.StreamInterruptedError("connection dropped")
         return TokenEvent("a")
 
     async def aclose(self) -> None:

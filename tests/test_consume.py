@@ -64,12 +64,12 @@ def test_collect_sync_returns_the_same_result_as_collect() -> None:
 
 async def test_collect_of_a_stream_without_done_raises_interrupted() -> None:
     observable = from_async_iterable(EventSource([TokenEvent("a")]))
-    with pytest.raises(errors.InterruptedError, match="without a done event"):
+    with pytest.raises(errors.StreamInterruptedError, match="without a done event"):
         await rxllm.collect(observable)
 
 
 def test_collect_sync_of_a_stream_without_done_raises_interrupted() -> None:
-    with pytest.raises(errors.InterruptedError, match="without a done event"):
+    with pytest.raises(errors.StreamInterruptedError, match="without a done event"):
         rxllm.collect_sync(reactivex.of(TokenEvent("a")))
 
 
@@ -212,9 +212,9 @@ def test_iterate_yields_every_event_in_order() -> None:
 
 
 def test_iterate_reraises_the_streams_error() -> None:
-    source = EventSource([TokenEvent("a")], error=errors.InterruptedError("dropped"))
+    source = EventSource([TokenEvent("a")], error=errors.StreamInterruptedError("dropped"))
     seen: list[rxllm.StreamEvent] = []
-    with pytest.raises(errors.InterruptedError, match="dropped"):
+    with pytest.raises(errors.StreamInterruptedError, match="dropped"):
         seen.extend(rxllm.iterate(from_async_iterable(source)))
     assert seen == [TokenEvent("a")]
 

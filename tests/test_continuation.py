@@ -36,7 +36,7 @@ class ScriptedProvider(Provider[None]):
         self.sent.append(request)
         for i, token in enumerate(self.tokens):
             if self.fail_after is not None and i == self.fail_after:
-                raise errors.InterruptedError("cut", provider=self.name)
+                raise errors.StreamInterruptedError("cut", provider=self.name)
             yield TokenEvent(token)
         yield DoneEvent(Usage(1, len(self.tokens)), FinishReason.STOP, "scripted-1", self.name)
 
@@ -85,7 +85,7 @@ async def test_held_tokens_are_delivered_when_the_stream_fails() -> None:
         async for event in provider.events(request):
             seen.append(event)
 
-    with pytest.raises(errors.InterruptedError):
+    with pytest.raises(errors.StreamInterruptedError):
         await drain()
     assert "".join(e.text for e in seen if isinstance(e, TokenEvent)) == " over the lazy"
 

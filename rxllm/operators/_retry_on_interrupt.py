@@ -346,4 +346,6 @@ class _Retrying:
     def _diverged(self) -> None:
         """A restarted (non-LLMStream) source did not reproduce the delivered text."""
         self.current.disposable = Disposable()  # disposes the diverging attempt
-        self.observer.on_error(self.cause or errors.InterruptedError("the retried stream diverged"))
+        self.observer.on_error(
+            self.cause or errors.StreamInterruptedError("the retried stream diverged")
+        )

@@ -40,14 +40,13 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any, ClassVar
 
 import anthropic
-import httpx2
 
 from .. import errors
 from ..events import DoneEvent, FinishReason, ReasoningEvent, StreamEvent, TokenEvent, Usage
 from ..provider import Provider
 from ..request import StreamRequest
 from ..vendors import vendor
-from ._common import TRANSPORT_ERRORS, error_for_status, retry_after_from_headers, scrub
+from ._common import ErrorRules, ErrorScope, retry_after_from_headers, transport_failure
 
 __all__ = ["AnthropicProvider"]
 
@@ -85,8 +84,28 @@ _ERROR_TYPE_STATUS: Mapping[str, int] = {
 # Options of the provider that go to the SDK client.
 _CLIENT_OPTIONS = ("default_headers", "default_query", "http_client")
 
-# The connection failed or dropped, however the SDK or the layers under it say so.
-_CONNECTION_ERRORS: tuple[type[Exception], ...] = (anthropic.APIConnectionError, *TRANSPORT_ERRORS)
+
+def _status_error(error: anthropic.APIStatusError, scope: ErrorScope) -> errors.ProviderError:
+    message = error.api_message or str(error)
+    kind = f"{error.type}: " if error.type else ""
+    return scope.status_error(
+        error.status_code,
+        kind + message,
+        retry_after=retry_after_from_headers(error.response.headers),
+    )
+
+
+# The SDK's exceptions → rxllm's (then the rules every vendor shares, in ``_common``).
+_ERRORS = ErrorRules(
+    "Anthropic",
+    [
+        (anthropic.APIStatusError, _status_error),
+        # Connect failures, timeouts (APITimeoutError) and resets, told apart by their cause.
+        (anthropic.APIConnectionError, transport_failure),
+        (anthropic.AnthropicError, errors.ProviderError),
+    ],
+    timeout_errors=(anthropic.APITimeoutError,),
+)
 
 
 class AnthropicProvider(Provider[anthropic.AsyncAnthropic]):
@@ -160,8 +179,14 @@ class AnthropicProvider(Provider[anthropic.AsyncAnthropic]):
         client = self.client()
         params = self._params(request)
         state = _StreamState(request.model)
-        try:
+        with _ERRORS.scope(
+            provider=self.name,
+            model=request.model,
+            secret=self.api_key.get_secret_value(),
+            timeout=self.timeout,
+        ) as scope:
             async with client.messages.with_streaming_response.create(**params) as raw:
+                scope.reading = True
                 # The SDK's own SSE decoder over the body, without a model per event.
                 async for sse in anthropic.AsyncStream.raw_events(raw.http_response):
                     kind = sse.event
@@ -180,80 +205,24 @@ class AnthropicProvider(Provider[anthropic.AsyncAnthropic]):
                     elif kind == "message_stop":
                         state.stopped = True
                     elif kind == "error":
-                        raise self._in_band_error(sse.data, request.model)
+                        raise _in_band_error(sse.data, scope)
                     # ping, content_block_start/stop; and, as the API docs ask of clients,
                     # event types added later are ignored rather than fatal.
-        except errors.RxllmError:
-            raise
-        except anthropic.APIStatusError as error:
-            raise self._status_error(error, request.model) from error
-        except _CONNECTION_ERRORS as error:
-            raise self._interrupted(error, request.model, state) from error
-        except (json.JSONDecodeError, KeyError, TypeError) as error:
-            # An event cut mid-way (its JSON incomplete) or not in the documented shape.
-            raise errors.InterruptedError(
-                f"Anthropic sent an unreadable event ({type(error).__name__}: {error})",
-                provider=self.name,
-                model=request.model,
-            ) from error
-        except anthropic.AnthropicError as error:
-            raise errors.ProviderError(
-                self._scrub(str(error)), provider=self.name, model=request.model
-            ) from error
-        if not state.stopped:
-            raise errors.InterruptedError(
-                f"the Anthropic stream ended before its message_stop event (after {state.where()})",
-                provider=self.name,
-                model=request.model,
-            )
-        yield state.done(self.name, request)
+            if not state.stopped:
+                raise scope.incomplete(f"its message_stop event (after {state.where()})")
+            yield state.done(self.name, request)  # in the scope: its fields came from the wire
 
-    # -- errors -------------------------------------------------------------------------------
 
-    def _scrub(self, text: str) -> str:
-        return scrub(text, self.api_key.get_secret_value())
-
-    def _status_error(self, error: anthropic.APIStatusError, model: str) -> errors.ProviderError:
-        message = error.api_message or str(error)
-        kind = f"{error.type}: " if error.type else ""
-        return error_for_status(
-            error.status_code,
-            self._scrub(kind + message),
-            provider=self.name,
-            model=model,
-            retry_after=retry_after_from_headers(error.response.headers),
-        )
-
-    def _in_band_error(self, data: str, model: str) -> errors.ProviderError:
-        try:
-            body = json.loads(data)
-            kind = str(body["error"]["type"])
-            message = str(body["error"].get("message") or kind)
-        except (ValueError, KeyError, TypeError):
-            kind, message = "api_error", data or "error event without a body"
-        status = _ERROR_TYPE_STATUS.get(kind, 500)
-        return error_for_status(
-            status,
-            self._scrub(f"{kind} in the middle of the stream: {message}"),
-            provider=self.name,
-            model=model,
-        )
-
-    def _interrupted(
-        self, error: Exception, model: str, state: _StreamState
-    ) -> errors.InterruptedError:
-        if isinstance(error, anthropic.APITimeoutError | httpx2.TimeoutException):
-            what = "timed out"
-        elif isinstance(error, anthropic.APIConnectionError):
-            what = "could not connect"
-        else:
-            what = "the connection broke"
-        detail = self._scrub(str(error) or type(error).__name__)
-        return errors.InterruptedError(
-            f"Anthropic stream: {what} after {state.where()} ({detail})",
-            provider=self.name,
-            model=model,
-        )
+def _in_band_error(data: str, scope: ErrorScope) -> errors.ProviderError:
+    """An ``event: error`` mid-stream: the class its type has as an HTTP error."""
+    try:
+        body = json.loads(data)
+        kind = str(body["error"]["type"])
+        message = str(body["error"].get("message") or kind)
+    except (ValueError, KeyError, TypeError):
+        kind, message = "api_error", data or "error event without a body"
+    status = _ERROR_TYPE_STATUS.get(kind, 500)
+    return scope.status_error(status, f"{kind} in the middle of the stream: {message}")
 
 
 class _StreamState:

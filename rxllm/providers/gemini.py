@@ -13,13 +13,13 @@ What this module does about the SDK's behaviour, and why:
 - **Timeout.** The SDK's ``timeout`` (milliseconds) is a deadline for the *whole*
   stream, which would cut a long healthy reply. ``GeminiProvider(timeout=s)`` is instead
   what it is for the other providers: the longest wait for the response headers or for
-  the next event. A stream silent for longer ends with ``InterruptedError``.
+  the next event. A stream silent for longer ends with ``StreamInterruptedError``.
 - **Closing.** The SDK closes nothing when its consumer stops iterating; the provider
   closes the HTTP response in ``finally``, so disposing a subscription (which cancels
   the iterating task) closes the socket at once.
 - **End of stream.** The API ends a stream at EOF; only a ``finishReason`` (or a
-  blocked prompt) says it is complete. EOF without one is ``InterruptedError`` (the SDK
-  itself reports success).
+  blocked prompt) says it is complete. EOF without one is ``StreamInterruptedError`` (the
+  SDK itself reports success).
 - **Hot path.** ``generate_content_stream`` parses every event three times
   (``json.loads``, ``json.dumps``, ``json.loads``) and validates a pydantic
   ``GenerateContentResponse`` per chunk, plus its continuation bookkeeping. The SDK has
@@ -60,7 +60,7 @@ from ..events import DoneEvent, FinishReason, ReasoningEvent, StreamEvent, Token
 from ..provider import Provider
 from ..request import StreamRequest
 from ..vendors import vendor
-from ._common import TRANSPORT_ERRORS, error_for_status, retry_after_from_headers, scrub
+from ._common import ErrorRules, ErrorScope, malformed, retry_after_from_headers, transport_failure
 
 try:  # the SDK's private request pipeline (see the module docstring)
     from google.genai import _common as _genai_common
@@ -81,23 +81,6 @@ try:  # the SDK's private request pipeline (see the module docstring)
     )
 except ImportError:  # pragma: no cover - depends on the SDK version
     _RAW_STREAM_AVAILABLE = False
-
-try:
-    import httpx2
-
-    _HTTPX_CONNECT: tuple[type[Exception], ...] = (httpx2.ConnectError,)
-except ImportError:  # pragma: no cover - httpx2 comes with google-genai
-    _HTTPX_CONNECT = ()
-
-# Failures of the connection or of the stream's bytes (not statuses: those are APIError).
-_TRANSPORT_ERRORS: tuple[type[Exception], ...] = (
-    aiohttp.ClientError,
-    *TRANSPORT_ERRORS,  # httpx2's, TLS, anyio and socket errors, as for every HTTP provider
-    TimeoutError,
-    json.JSONDecodeError,
-    genai_errors.UnknownApiResponseError,
-)
-_CONNECT_ERRORS: tuple[type[Exception], ...] = (aiohttp.ClientConnectorError, *_HTTPX_CONNECT)
 
 __all__ = ["GeminiProvider"]
 
@@ -123,6 +106,45 @@ _FINISH = {
     "TOO_MANY_TOOL_CALLS": FinishReason.ERROR,
     "NO_IMAGE": FinishReason.ERROR,
 }
+
+
+def _api_error(error: genai_errors.APIError, scope: ErrorScope) -> errors.ProviderError:
+    """A status (or an in-band ``{"error": ...}`` event, raised the SDK's way)."""
+    body = error.details if isinstance(error.details, dict) else {}
+    inner = body.get("error", body) if isinstance(body.get("error", body), dict) else {}
+    details = [d for d in inner.get("details") or () if isinstance(d, dict)]
+    status = error.status or inner.get("status")
+    code = error.code if isinstance(error.code, int) else 500
+    message = f"{status}: {error.message}" if status else str(error.message)
+    retry_after = _retry_delay(details)
+    if retry_after is None:
+        headers = getattr(error.response, "headers", None)
+        retry_after = retry_after_from_headers(dict(headers) if headers else None)
+    reasons = {d.get("reason") for d in details}
+    if code == 401 or status == "UNAUTHENTICATED" or "API_KEY_INVALID" in reasons:
+        return errors.AuthenticationError(
+            scope.scrub(message) + " (check GEMINI_API_KEY or pass api_key=)",
+            provider=scope.provider,
+            model=scope.model,
+            status=code,
+            retry_after=retry_after,
+        )
+    if code < 400:  # an in-band error without a usable code
+        code = 500
+    return scope.status_error(code, message, retry_after=retry_after)
+
+
+# The SDK's and aiohttp's exceptions → rxllm's (then the rules every vendor shares, in
+# ``_common``: the builtin TimeoutError of the per-read deadline is a read timeout there).
+_ERRORS = ErrorRules(
+    "Gemini",
+    [
+        (genai_errors.APIError, _api_error),
+        (genai_errors.UnknownApiResponseError, malformed),
+        (aiohttp.ClientError, transport_failure),
+    ],
+    connect_errors=(aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError),
+)
 
 
 class GeminiProvider(Provider[genai.Client]):
@@ -216,16 +238,6 @@ class GeminiProvider(Provider[genai.Client]):
         contents = self._contents(request)
         timeout = self.timeout
         loop = asyncio.get_running_loop()
-        http_request: Any = None
-        if self.raw_stream:
-            try:
-                http_request = _raw_request(client, request.model, contents, config)
-            except ValueError as error:
-                raise errors.InvalidRequestError(
-                    self._scrub(f"the SDK refused the request: {error}"),
-                    provider=self.name,
-                    model=request.model,
-                ) from error
         raw: _HttpResponse | None = None
         lines: Any = None
         finish: str | None = None
@@ -233,127 +245,75 @@ class GeminiProvider(Provider[genai.Client]):
         usage: Mapping[str, Any] | None = None
         model_version: str | None = None
         response_id: str | None = None
-        try:
-            async with asyncio.timeout(None) as deadline:
-                if timeout is not None:
-                    deadline.reschedule(loop.time() + timeout)
-                if http_request is not None:
-                    raw = await _send_raw(client, http_request, config.http_options)
-                    lines = raw._aiter_response_stream()
-                else:
-                    lines = _public_stream(client, request.model, contents, config)
-                while True:
+        with _ERRORS.scope(
+            provider=self.name,
+            model=request.model,
+            secret=self.api_key.get_secret_value(),
+            timeout=timeout,
+        ) as scope:
+            try:
+                async with asyncio.timeout(None) as deadline:
                     if timeout is not None:
                         deadline.reschedule(loop.time() + timeout)
-                    try:
-                        line = await lines.__anext__()
-                    except StopAsyncIteration:
-                        break
-                    if timeout is not None:
-                        deadline.reschedule(None)  # a slow consumer is not a stalled server
-                    data: dict[str, Any] = json.loads(line) if raw is not None else line
-                    if "error" in data:
-                        _raise_in_band(data, raw)
-                    candidates = data.get("candidates")
-                    if candidates:
-                        candidate = candidates[0]
-                        content = candidate.get("content")
-                        if content:
-                            for part in content.get("parts") or ():
-                                text = part.get("text")
-                                if text:
-                                    if part.get("thought"):
-                                        yield ReasoningEvent(text)
-                                    else:
-                                        yield TokenEvent(text)
-                        if "finishReason" in candidate:
-                            finish = candidate["finishReason"]
-                    elif "promptFeedback" in data:
-                        blocked = data["promptFeedback"].get("blockReason") or blocked
-                    if "usageMetadata" in data:
-                        usage = data["usageMetadata"]
-                    if response_id is None:
-                        response_id = data.get("responseId")
-                        model_version = data.get("modelVersion")
-        except genai_errors.APIError as error:
-            raise self._api_error(error, request.model) from error
-        except _TRANSPORT_ERRORS as error:
-            raise self._transport_error(error, request.model) from error
-        finally:
-            await _close(lines, raw)
-        if finish is None and blocked is None:
-            raise errors.InterruptedError(
-                "the Gemini stream ended without a finishReason (cut before its end)",
+                    if self.raw_stream:
+                        http_request = _raw_request(client, request.model, contents, config)
+                        raw = await _send_raw(client, http_request, config.http_options)
+                        lines = raw._aiter_response_stream()
+                        scope.reading = True
+                    else:
+                        lines = _public_stream(client, request.model, contents, config, scope)
+                    while True:
+                        if timeout is not None:
+                            deadline.reschedule(loop.time() + timeout)
+                        try:
+                            line = await lines.__anext__()
+                        except StopAsyncIteration:
+                            break
+                        if timeout is not None:
+                            deadline.reschedule(None)  # a slow consumer is not a stalled server
+                        data: dict[str, Any] = json.loads(line) if raw is not None else line
+                        if "error" in data:
+                            _raise_in_band(data, raw)
+                        candidates = data.get("candidates")
+                        if candidates:
+                            candidate = candidates[0]
+                            content = candidate.get("content")
+                            if content:
+                                for part in content.get("parts") or ():
+                                    text = part.get("text")
+                                    if text:
+                                        if part.get("thought"):
+                                            yield ReasoningEvent(text)
+                                        else:
+                                            yield TokenEvent(text)
+                            if "finishReason" in candidate:
+                                finish = candidate["finishReason"]
+                        elif "promptFeedback" in data:
+                            blocked = data["promptFeedback"].get("blockReason") or blocked
+                        if "usageMetadata" in data:
+                            usage = data["usageMetadata"]
+                        if response_id is None:
+                            response_id = data.get("responseId")
+                            model_version = data.get("modelVersion")
+            finally:
+                await _close(lines, raw)
+            if finish is None and blocked is None:
+                raise scope.incomplete("a finishReason (cut before its end)")
+            # In the scope: the finish reason and usage came from the wire.
+            details: dict[str, Any] = {"finish_reason": finish or blocked}
+            if blocked is not None:
+                details["block_reason"] = blocked
+            if response_id:
+                details["response_id"] = response_id
+            yield DoneEvent(
+                usage=_usage(usage),
+                finish_reason=_FINISH.get(finish, FinishReason.STOP)
+                if finish
+                else FinishReason.CONTENT_FILTER,
+                model=model_version or request.model,
                 provider=self.name,
-                model=request.model,
+                details=details,
             )
-        details: dict[str, Any] = {"finish_reason": finish or blocked}
-        if blocked is not None:
-            details["block_reason"] = blocked
-        if response_id:
-            details["response_id"] = response_id
-        yield DoneEvent(
-            usage=_usage(usage),
-            finish_reason=_FINISH.get(finish, FinishReason.STOP)
-            if finish
-            else FinishReason.CONTENT_FILTER,
-            model=model_version or request.model,
-            provider=self.name,
-            details=details,
-        )
-
-    # -- errors -------------------------------------------------------------------------
-
-    def _scrub(self, text: str) -> str:
-        return scrub(text, self.api_key.get_secret_value())
-
-    def _api_error(self, error: genai_errors.APIError, model: str) -> errors.ProviderError:
-        body = error.details if isinstance(error.details, dict) else {}
-        inner = body.get("error", body) if isinstance(body.get("error", body), dict) else {}
-        details = [d for d in inner.get("details") or () if isinstance(d, dict)]
-        status = error.status or inner.get("status")
-        code = error.code if isinstance(error.code, int) else 500
-        message = self._scrub(f"{status}: {error.message}" if status else str(error.message))
-        retry_after = _retry_delay(details)
-        if retry_after is None:
-            headers = getattr(error.response, "headers", None)
-            retry_after = retry_after_from_headers(dict(headers) if headers else None)
-        reasons = {d.get("reason") for d in details}
-        if code == 401 or status == "UNAUTHENTICATED" or "API_KEY_INVALID" in reasons:
-            return errors.AuthenticationError(
-                message + " (check GEMINI_API_KEY or pass api_key=)",
-                provider=self.name,
-                model=model,
-                status=code,
-                retry_after=retry_after,
-            )
-        if code < 400:  # an in-band error without a usable code
-            code = 500
-        return error_for_status(
-            code, message, provider=self.name, model=model, retry_after=retry_after
-        )
-
-    def _transport_error(self, error: Exception, model: str) -> errors.ProviderError:
-        detail = self._scrub(f"{type(error).__name__}: {error}".rstrip(": "))
-        if isinstance(error, _CONNECT_ERRORS):
-            return errors.ServerError(
-                f"could not connect to the Gemini API ({detail})", provider=self.name, model=model
-            )
-        if isinstance(error, TimeoutError):
-            return errors.InterruptedError(
-                f"no data from the Gemini API for {self.timeout} s ({detail})",
-                provider=self.name,
-                model=model,
-            )
-        if isinstance(error, ValueError):
-            return errors.InterruptedError(
-                f"the Gemini stream sent a malformed event ({detail})",
-                provider=self.name,
-                model=model,
-            )
-        return errors.InterruptedError(
-            f"the Gemini stream was cut ({detail})", provider=self.name, model=model
-        )
 
 
 # -- helpers ------------------------------------------------------------------------------
@@ -405,6 +365,7 @@ async def _public_stream(
     model: str,
     contents: list[types.Content],
     config: types.GenerateContentConfig,
+    scope: ErrorScope,
 ) -> AsyncIterator[dict[str, Any]]:
     """The public SDK stream, each chunk as the API's JSON (camelCase) dict."""
     stream = await client.aio.models.generate_content_stream(
@@ -412,6 +373,7 @@ async def _public_stream(
     )
     try:
         async for chunk in stream:
+            scope.reading = True  # the SDK sends the request on the first iteration
             yield chunk.model_dump(mode="json", by_alias=True, exclude_none=True)
     finally:
         await stream.aclose()  # type: ignore[attr-defined]

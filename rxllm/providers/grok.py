@@ -28,13 +28,16 @@ Mapping:
   is the cost (1 tick = 1e-10 USD).
 - end: the last assistant output must carry a finish reason; a stream that
   ends without one (the SDK reports success) is
-  :class:`rxllm.errors.InterruptedError`. ``done.details`` has the raw
+  :class:`rxllm.errors.StreamInterruptedError`. ``done.details`` has the raw
   ``finish_reason``, the response ``id`` and ``cached_prompt_tokens``.
-- errors: bare ``grpc.aio.AioRpcError``; the status code decides the class,
-  ``retry_after`` comes from ``google.rpc.RetryInfo`` in
-  ``grpc-status-details-bin`` (or a ``retry-after`` trailer). UNAVAILABLE
-  before the first chunk is an overload, after it a lost connection
-  (interrupted).
+- errors: bare ``grpc.aio.AioRpcError``; the status code decides the class by
+  the rule book every provider shares (``rxllm.errors``), ``retry_after`` comes
+  from ``google.rpc.RetryInfo`` in ``grpc-status-details-bin`` (or a
+  ``retry-after`` trailer). UNAVAILABLE is an overload when the server says so;
+  when its details are grpc's own transport message it is the connection:
+  ``ConnectionFailedError`` ("failed to connect to all addresses") or
+  ``StreamInterruptedError`` ("Socket closed", "Connection reset", ...), before
+  the first chunk as after it.
 
 The SDK's hidden retries are off (channel option ``grpc.enable_retries=0``;
 its default service config retries UNAVAILABLE five times): retrying is the
@@ -61,7 +64,7 @@ from ..events import DoneEvent, FinishReason, ReasoningEvent, StreamEvent, Token
 from ..provider import Provider
 from ..request import StreamRequest
 from ..vendors import vendor
-from ._common import is_context_too_long, scrub
+from ._common import ErrorRules, ErrorScope, grpc_transport_failure, interrupted
 
 __all__ = ["GrokProvider"]
 
@@ -78,32 +81,40 @@ _FINISH: dict[int, FinishReason] = {
     sample_pb2.FinishReason.REASON_TOOL_CALLS: FinishReason.TOOL_CALLS,
 }
 
-_STATUS: dict[grpc.StatusCode, type[errors.ProviderError]] = {
-    grpc.StatusCode.UNAUTHENTICATED: errors.AuthenticationError,
-    grpc.StatusCode.PERMISSION_DENIED: errors.PermissionDeniedError,
-    grpc.StatusCode.INVALID_ARGUMENT: errors.InvalidRequestError,
-    grpc.StatusCode.FAILED_PRECONDITION: errors.InvalidRequestError,
-    grpc.StatusCode.OUT_OF_RANGE: errors.InvalidRequestError,
-    grpc.StatusCode.UNIMPLEMENTED: errors.InvalidRequestError,
-    grpc.StatusCode.ALREADY_EXISTS: errors.InvalidRequestError,
-    grpc.StatusCode.NOT_FOUND: errors.ModelNotFoundError,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: errors.RateLimitedError,
-    grpc.StatusCode.UNAVAILABLE: errors.OverloadedError,
-    grpc.StatusCode.INTERNAL: errors.ServerError,
-    grpc.StatusCode.UNKNOWN: errors.ServerError,
-    grpc.StatusCode.DATA_LOSS: errors.ServerError,
-    grpc.StatusCode.ABORTED: errors.ServerError,
-    # The SDK's own deadline (its read timeout) or a call cancelled on the server's side.
-    grpc.StatusCode.DEADLINE_EXCEEDED: errors.InterruptedError,
-    grpc.StatusCode.CANCELLED: errors.InterruptedError,
-}
-
-# api.x.ai answers a wrong key with INVALID_ARGUMENT (the REST API with 400) and echoes
-# the key masked ("xa***10"): that is an authentication failure, and even the mask goes.
-_WRONG_KEY = re.compile(r"incorrect api key|invalid api key|api key (is )?(invalid|missing)", re.I)
 # Models that take ``reasoning_effort``; the others answer INVALID_ARGUMENT to it.
 _TAKES_EFFORT = re.compile(r"^grok-3-mini|^grok-4\.[3-9](?![0-9])")
 _LOW_HIGH_ONLY = re.compile(r"^grok-3-mini")
+
+
+def _rpc_error(error: grpc.aio.AioRpcError, scope: ErrorScope) -> errors.ProviderError:
+    """A gRPC status: grpc's own transport failures, else the status by the rule book.
+
+    api.x.ai answers a wrong key with INVALID_ARGUMENT (the REST API with 400) and
+    echoes it masked ("xa***10"): the shared table makes that an authentication failure,
+    and the scrubbing removes even the mask.
+    """
+    code = error.code()
+    details = error.details() or ""
+    said = f"{code.name}: {details}"  # str(error) is a multi-line dump
+    if code == grpc.StatusCode.UNAVAILABLE:
+        cut = grpc_transport_failure(details)
+        if cut is errors.ConnectionFailedError:
+            return scope.connection_failed(said, status=code.name)
+        if cut is not None:
+            return scope.interrupted(said, status=code.name)
+    elif code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return scope.timed_out(said, status=code.name)  # the SDK's own deadline
+    return scope.status_error(code.name, details or code.name, retry_after=_retry_after(error))
+
+
+# The SDK's exceptions → rxllm's (then the rules every vendor shares, in ``_common``).
+_ERRORS = ErrorRules(
+    "xAI",
+    [
+        (grpc.aio.AioRpcError, _rpc_error),
+        (grpc.RpcError, interrupted),  # not an AioRpcError: a transport-level failure
+    ],
+)
 
 
 class GrokProvider(Provider[AsyncClient]):
@@ -161,78 +172,41 @@ class GrokProvider(Provider[AsyncClient]):
 
     async def _events(self, request: StreamRequest) -> AsyncIterator[StreamEvent]:
         model = request.model
-        try:
-            chat = self.client().chat.create(**self._params(request))
-            # The SDK's request proto (as chat.stream() sends it), on the SDK's own stub.
-            call = chat._stub.GetCompletionChunk(chat._make_request(1))
-        except (ValueError, TypeError) as error:
-            raise errors.InvalidRequestError(
-                self._clean(f"xai-sdk refused the request: {error}"),
-                provider=self.name,
-                model=model,
-            ) from error
         last: Any = None
         finish = 0
-        try:
-            async for chunk in call:
-                for output in chunk.outputs:
-                    delta = output.delta
-                    if delta.role != _ASSISTANT:
-                        continue  # server-side tool outputs (ROLE_TOOL)
-                    reasoning = delta.reasoning_content
-                    if reasoning:
-                        yield ReasoningEvent(reasoning)
-                    content = delta.content
-                    if content:
-                        yield TokenEvent(content)
-                    finish = output.finish_reason
-                last = chunk
-        except grpc.aio.AioRpcError as error:
-            raise self._error(error, model, streamed=last is not None) from error
-        except grpc.RpcError as error:  # not an AioRpcError: a transport-level failure
-            raise errors.InterruptedError(
-                self._clean(f"the gRPC call failed: {error}"), provider=self.name, model=model
-            ) from error
-        finally:
-            # Cancelling the call is what closes the HTTP/2 stream; breaking out of an
-            # xai-sdk iteration does not (the bridge cancels this task on dispose).
-            if not call.done():
-                call.cancel()
-        if last is None or finish == 0:
-            raise errors.InterruptedError(
-                "the stream ended without a finish reason: the reply is incomplete",
-                provider=self.name,
-                model=model,
-            )
-        yield _done(last, finish, model, self.name)
-
-    # -- errors -----------------------------------------------------------------------------
-
-    def _clean(self, message: str) -> str:
-        return scrub(message, self.api_key.get_secret_value())
-
-    def _error(
-        self, error: grpc.aio.AioRpcError, model: str, *, streamed: bool
-    ) -> errors.ProviderError:
-        """The rxllm error for a gRPC status (``streamed``: chunks had already arrived)."""
-        code = error.code()
-        details = error.details() or ""
-        text = self._clean(details or code.name)
-        cls = _STATUS.get(code, errors.ServerError)
-        if code == grpc.StatusCode.INVALID_ARGUMENT:
-            if _WRONG_KEY.search(details):
-                cls = errors.AuthenticationError
-            elif is_context_too_long(details):
-                cls = errors.ContextTooLongError
-        elif code == grpc.StatusCode.UNAVAILABLE and streamed:
-            cls = errors.InterruptedError  # the connection was lost mid-stream
-        return cls(
-            text,
+        call: Any = None
+        with _ERRORS.scope(
             provider=self.name,
             model=model,
-            status=code.name,
-            retry_after=_retry_after(error),
-        )
+            secret=self.api_key.get_secret_value(),
+            timeout=self.timeout,
+        ) as scope:
+            try:
+                chat = self.client().chat.create(**self._params(request))
+                # The SDK's request proto (as chat.stream() sends it), on the SDK's own stub.
+                call = chat._stub.GetCompletionChunk(chat._make_request(1))
+                scope.reading = True
+                async for chunk in call:
+                    for output in chunk.outputs:
+                        delta = output.delta
+                        if delta.role != _ASSISTANT:
+                            continue  # server-side tool outputs (ROLE_TOOL)
+                        reasoning = delta.reasoning_content
+                        if reasoning:
+                            yield ReasoningEvent(reasoning)
+                        content = delta.content
+                        if content:
+                            yield TokenEvent(content)
+                        finish = output.finish_reason
+                    last = chunk
+            finally:
+                # Cancelling the call is what closes the HTTP/2 stream; breaking out of an
+                # xai-sdk iteration does not (the bridge cancels this task on dispose).
+                if call is not None and not call.done():
+                    call.cancel()
+            if last is None or finish == 0:
+                raise scope.incomplete("a finish reason")
+            yield _done(last, finish, model, self.name)
 
 
 def _address(base_url: str | None) -> tuple[str, bool]:

@@ -19,13 +19,14 @@ Mapping:
   OpenAI itself never streams reasoning text in Chat Completions) →
   ``ReasoningEvent``.
 - end: ``[DONE]`` after a ``finish_reason`` chunk is the only clean end; a
-  stream without them raised :class:`rxllm.errors.InterruptedError` (the SDK
+  stream without them raises :class:`rxllm.errors.StreamInterruptedError` (the SDK
   itself would report success). The ``done`` event's ``details`` carry the raw
   ``finish_reason``, the completion ``id`` and ``cached_tokens``.
 - errors: the SDK's status errors and the in-band ``data: {"error": ...}``
   frame map to the ``rxllm.errors`` tree with ``retry_after`` from
-  ``retry-after-ms`` / ``retry-after``; transport failures (raw ``httpx2``
-  exceptions while reading) are ``InterruptedError``.
+  ``retry-after-ms`` / ``retry-after``; connection failures, raw ``httpx2``
+  exceptions while reading and malformed chunks follow the rule book shared by
+  every provider (``ConnectionFailedError``, ``StreamInterruptedError``).
 
 The SDK's hidden retries are off (``max_retries=0``): retrying is the job of
 rxllm's ``retry_on_interrupt`` operator, where it is visible and composable.
@@ -37,7 +38,6 @@ import json
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-import httpx2
 import openai
 from openai._streaming import SSEDecoder
 from openai._streaming_cleanup import drain_response_async
@@ -47,7 +47,7 @@ from ..events import DoneEvent, FinishReason, ReasoningEvent, StreamEvent, Token
 from ..provider import Provider
 from ..request import StreamRequest
 from ..vendors import vendor
-from ._common import TRANSPORT_ERRORS, error_for_status, retry_after_from_headers, scrub
+from ._common import ErrorRules, ErrorScope, retry_after_from_headers, transport_failure
 
 __all__ = ["OpenAIProvider"]
 
@@ -78,6 +78,56 @@ _INBAND_STATUS: dict[str, int] = {
 }
 
 _CLIENT_OPTIONS = ("organization", "project", "default_headers", "default_query")
+
+
+def _status_error(error: openai.APIStatusError, scope: ErrorScope) -> errors.ProviderError:
+    body = error.body
+    message = body.get("message") if isinstance(body, dict) else None
+    text = message if isinstance(message, str) and message else error.message
+    if error.code == "context_length_exceeded":
+        return errors.ContextTooLongError(
+            scope.scrub(text), provider=scope.provider, model=scope.model, status=error.status_code
+        )
+    return scope.status_error(
+        error.status_code, text, retry_after=retry_after_from_headers(error.response.headers)
+    )
+
+
+def _in_band_error(
+    body: object, scope: ErrorScope, *, fallback: str = "error in the stream"
+) -> errors.ProviderError:
+    """The rxllm error for a ``data: {"error": {...}}`` frame inside a 200 stream."""
+    fields = body if isinstance(body, dict) else {}
+    message = fields.get("message")
+    text = message if isinstance(message, str) and message else fallback
+    code, kind = fields.get("code"), fields.get("type")
+    if code == "context_length_exceeded":
+        return errors.ContextTooLongError(
+            scope.scrub(text), provider=scope.provider, model=scope.model, status=400
+        )
+    return scope.status_error(
+        _INBAND_STATUS.get(str(code), _INBAND_STATUS.get(str(kind), 500)), text
+    )
+
+
+def _sdk_error(error: openai.APIError, scope: ErrorScope) -> errors.ProviderError:
+    # An APIError that is neither a status nor a connection error: the SDK's own
+    # reading of an in-band error.
+    return _in_band_error(error.body, scope, fallback=error.message)
+
+
+# The SDK's exceptions → rxllm's (then the rules every vendor shares, in ``_common``).
+_ERRORS = ErrorRules(
+    "OpenAI",
+    [
+        (openai.APIStatusError, _status_error),
+        # Connect failures, timeouts (APITimeoutError) and resets, told apart by their cause.
+        (openai.APIConnectionError, transport_failure),
+        (openai.APIError, _sdk_error),
+        (openai.OpenAIError, errors.ProviderError),
+    ],
+    timeout_errors=(openai.APITimeoutError,),
+)
 
 
 class OpenAIProvider(Provider[openai.AsyncOpenAI]):
@@ -134,9 +184,15 @@ class OpenAIProvider(Provider[openai.AsyncOpenAI]):
     async def _events(self, request: StreamRequest) -> AsyncIterator[StreamEvent]:
         client = self.client()
         model = request.model
-        try:
+        with _ERRORS.scope(
+            provider=self.name,
+            model=model,
+            secret=self.api_key.get_secret_value(),
+            timeout=self.timeout,
+        ) as scope:
             create = client.chat.completions.with_streaming_response.create
             async with create(**self._params(request)) as response:
+                scope.reading = True
                 http = response.http_response
                 finish: str | None = None
                 usage: Mapping[str, Any] | None = None
@@ -173,83 +229,17 @@ class OpenAIProvider(Provider[openai.AsyncOpenAI]):
                             completion_id = chunk.get("id")
                             served_model = chunk.get("model") or model
                     elif "error" in chunk:
-                        raise self._inband_error(chunk["error"], model)
+                        raise _in_band_error(chunk["error"], scope)
                     if chunk.get("usage"):
                         usage = chunk["usage"]
                 if done and http.http_version == "HTTP/1.1":
                     # Read the rest (the chunked terminator) so the connection goes back
                     # to the pool instead of being closed, as the SDK's own stream does.
                     await drain_response_async(http)
-        except errors.RxllmError:
-            raise
-        except Exception as error:
-            raise self._error(error, model) from error
-        if not done or finish is None:
-            missing = "[DONE]" if finish is not None else "a finish_reason chunk"
-            raise errors.InterruptedError(
-                f"the stream ended without {missing}: the reply is incomplete",
-                provider=self.name,
-                model=model,
-            )
-        yield _done(finish, usage, served_model, completion_id, refused, self.name)
-
-    # -- errors -----------------------------------------------------------------------------
-
-    def _clean(self, message: str) -> str:
-        return scrub(message, self.api_key.get_secret_value())
-
-    def _error(self, error: Exception, model: str) -> errors.RxllmError:
-        """The rxllm error for anything the SDK or the transport raised."""
-        if isinstance(error, openai.APIStatusError):
-            body = error.body
-            message = body.get("message") if isinstance(body, dict) else None
-            text = self._clean(message if isinstance(message, str) and message else error.message)
-            if error.code == "context_length_exceeded":
-                return errors.ContextTooLongError(
-                    text, provider=self.name, model=model, status=error.status_code
-                )
-            return error_for_status(
-                error.status_code,
-                text,
-                provider=self.name,
-                model=model,
-                retry_after=retry_after_from_headers(error.response.headers),
-            )
-        if isinstance(error, openai.APITimeoutError | httpx2.TimeoutException):
-            return errors.InterruptedError(
-                "the request timed out waiting for the server (the SDK's read timeout)",
-                provider=self.name,
-                model=model,
-            )
-        if isinstance(error, (openai.APIConnectionError, *TRANSPORT_ERRORS)):
-            detail = self._clean(str(error)) or type(error).__name__
-            return errors.InterruptedError(
-                f"the connection failed or dropped: {detail}", provider=self.name, model=model
-            )
-        if isinstance(error, json.JSONDecodeError):
-            return errors.ServerError(
-                f"the server sent a chunk that is not JSON: {error}",
-                provider=self.name,
-                model=model,
-            )
-        if isinstance(error, openai.APIError):
-            return self._inband_error(error.body, model, fallback=error.message)
-        return errors.ProviderError(
-            self._clean(f"{type(error).__name__}: {error}"), provider=self.name, model=model
-        )
-
-    def _inband_error(
-        self, body: object, model: str, *, fallback: str = "error in the stream"
-    ) -> errors.RxllmError:
-        """The rxllm error for a ``data: {"error": {...}}`` frame inside a 200 stream."""
-        fields = body if isinstance(body, dict) else {}
-        message = fields.get("message")
-        text = self._clean(message if isinstance(message, str) and message else fallback)
-        code, kind = fields.get("code"), fields.get("type")
-        if code == "context_length_exceeded":
-            return errors.ContextTooLongError(text, provider=self.name, model=model, status=400)
-        status = _INBAND_STATUS.get(str(code), _INBAND_STATUS.get(str(kind), 500))
-        return error_for_status(status, text, provider=self.name, model=model)
+            if not done or finish is None:
+                raise scope.incomplete("[DONE]" if finish is not None else "a finish_reason chunk")
+            # In the scope: the usage and finish reason came from the wire.
+            yield _done(finish, usage, served_model, completion_id, refused, self.name)
 
 
 def _done(

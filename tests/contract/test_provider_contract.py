@@ -163,23 +163,44 @@ BEFORE_THE_STREAM = [
     ("context_too_long", errors.ContextTooLongError, False),
     ("model_not_found", errors.ModelNotFoundError, False),
 ]
+# The status each protocol answers these faults with (as the real APIs do, per the
+# captures): HTTP statuses, and gRPC code names for xAI. Gemini answers a wrong key 400.
+STATUS = {
+    "anthropic": (429, 529, 500, 401, 400, 400, 404),
+    "openai": (429, 503, 500, 401, 400, 400, 404),
+    "gemini": (429, 503, 500, 400, 400, 400, 404),
+    "xai": (
+        "RESOURCE_EXHAUSTED",
+        "UNAVAILABLE",
+        "INTERNAL",
+        "UNAUTHENTICATED",
+        "INVALID_ARGUMENT",
+        "INVALID_ARGUMENT",
+        "NOT_FOUND",
+    ),
+}
 
 
 @pytest.mark.parametrize(("fault", "cls", "retryable"), BEFORE_THE_STREAM)
 async def test_each_failure_before_the_stream_is_the_rule_books_class(
     provider: Provider[Any],
     vendor: ProviderSpec,
+    emulator: Emulator,
     fault: str,
     cls: type[errors.ProviderError],
     retryable: bool,
 ) -> None:
-    events, error = await run(provider.stream("Hi", model=model_of(vendor, fault=fault)))
+    knobs = model_of(vendor, fault=fault, retry_after=2.25)
+    events, error = await run(provider.stream("Hi", model=knobs))
     assert events == []
     assert type(error) is cls
     assert error.retryable is retryable
-    assert (error.provider, error.status is not None) == (vendor.name, True)
-    assert error.retry_after == (1.0 if fault == "rate_limited" else None)
+    assert error.provider == vendor.name
+    assert vendor.emulator is not None
+    assert error.status == STATUS[vendor.emulator][[f for f, *_ in BEFORE_THE_STREAM].index(fault)]
+    assert error.retry_after == (2.25 if fault == "rate_limited" else None)
     assert error.__cause__ is not None  # the SDK's own exception
+    assert len(emulator.requests) == 1  # no hidden retry inside the SDK
 
 
 @pytest.mark.parametrize("fault", ["drop", "truncate"])

@@ -8,7 +8,7 @@ import pytest
 from reactivex.testing import TestScheduler
 
 from rxllm.emulator import Emulator
-from rxllm.errors import AuthenticationError, InterruptedError, RateLimitedError  # noqa: A004
+from rxllm.errors import AuthenticationError, RateLimitedError, StreamInterruptedError
 from rxllm.events import DoneEvent, FinishReason, StreamEvent, Usage
 from rxllm.operators import fallback
 from rxllm.provider import Provider
@@ -74,7 +74,7 @@ def test_the_done_says_which_provider_answered() -> None:
 
 def test_an_error_after_the_first_token_propagates() -> None:
     scheduler = TestScheduler()
-    cut = InterruptedError("dropped")
+    cut = StreamInterruptedError("dropped")
     first = scheduler.create_cold_observable(on_next(5, tok("a")), on_error(10, cut))
     second = scheduler.create_cold_observable(on_next(1, tok("b")))
     results = scheduler.start(lambda: fallback(first, second))
@@ -86,7 +86,7 @@ def test_an_error_after_the_first_token_propagates() -> None:
 def test_reasoning_flows_live_and_a_failure_after_it_still_switches() -> None:
     scheduler = TestScheduler()
     first = scheduler.create_cold_observable(
-        on_next(5, think("hmm")), on_error(10, InterruptedError("dropped"))
+        on_next(5, think("hmm")), on_error(10, StreamInterruptedError("dropped"))
     )
     second = scheduler.create_cold_observable(
         on_next(5, tok("b")), on_next(6, done()), on_completed(6)
@@ -158,6 +158,6 @@ async def test_a_failure_after_the_first_token_propagates_without_falling_back(
     cut = provider.stream("Fall back", model=model(provider.name, fault="drop", after=2))
     spare = provider.stream("Fall back", model=model(provider.name))
     events, error = await run(fallback(cut, spare))
-    assert isinstance(error, InterruptedError)
+    assert isinstance(error, StreamInterruptedError)
     assert text_of(events)
     assert len(emulator.requests) == 1

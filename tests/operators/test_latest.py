@@ -88,7 +88,7 @@ def test_only_like_events_merge_and_everything_keeps_its_order() -> None:
 
 def test_an_error_waits_behind_the_text_before_it() -> None:
     scheduler = TestScheduler()
-    error = errors.InterruptedError("dropped")
+    error = errors.StreamInterruptedError("dropped")
     source = scheduler.create_hot_observable(
         on_next(210, tok("a")), on_next(212, tok("b")), on_error(214, error)
     )

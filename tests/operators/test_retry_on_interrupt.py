@@ -274,7 +274,7 @@ def test_token_limit_and_cancelled_dones_are_final_and_pass_at_once(
     reason: FinishReason,
 ) -> None:
     scheduler = TestScheduler()
-    late = errors.InterruptedError("closed uncleanly after the end")
+    late = errors.StreamInterruptedError("closed uncleanly after the end")
     ended = estimated(reason, tokens=1)
     first = scheduler.create_cold_observable(
         on_next(5, tok("a")), on_next(10, ended), on_error(30, late)
@@ -297,7 +297,7 @@ def test_a_timeout_done_followed_by_completion_is_delivered() -> None:
 
 def test_an_llm_stream_cut_after_tokens_resumes_from_the_partial_text() -> None:
     scheduler = TestScheduler()
-    cut = errors.InterruptedError("connection dropped")
+    cut = errors.StreamInterruptedError("connection dropped")
     script = [
         scheduler.create_cold_observable(
             on_next(10, think("plan")),
@@ -340,10 +340,10 @@ def test_continuations_always_extend_the_original_request_with_all_text_so_far()
     scheduler = TestScheduler()
     script = [
         scheduler.create_cold_observable(
-            on_next(1, tok("a")), on_error(2, errors.InterruptedError("x"))
+            on_next(1, tok("a")), on_error(2, errors.StreamInterruptedError("x"))
         ),
         scheduler.create_cold_observable(
-            on_next(1, tok("b")), on_error(2, errors.InterruptedError("y"))
+            on_next(1, tok("b")), on_error(2, errors.StreamInterruptedError("y"))
         ),
         scheduler.create_cold_observable(on_next(1, tok("c")), on_next(2, done()), on_completed(2)),
     ]
@@ -364,7 +364,7 @@ def test_a_plain_source_restarted_after_tokens_skips_the_text_already_delivered(
     first = scheduler.create_cold_observable(
         on_next(10, tok("Hel")),
         on_next(20, tok("lo")),
-        on_error(30, errors.InterruptedError("cut")),
+        on_error(30, errors.StreamInterruptedError("cut")),
     )
     second = scheduler.create_cold_observable(
         on_next(10, tok("He")),
@@ -397,7 +397,7 @@ def test_a_plain_source_restarted_after_tokens_skips_the_text_already_delivered(
 
 def test_a_plain_source_that_diverges_on_restart_raises_the_original_error() -> None:
     scheduler = TestScheduler()
-    cut = errors.InterruptedError("cut")
+    cut = errors.StreamInterruptedError("cut")
     first = scheduler.create_cold_observable(on_next(10, tok("Hello")), on_error(20, cut))
     second = scheduler.create_cold_observable(
         on_next(10, tok("Hi")), on_next(20, tok(" there")), on_completed(30)
@@ -411,7 +411,7 @@ def test_a_plain_source_that_diverges_on_restart_raises_the_original_error() -> 
 
 def test_a_plain_source_that_ends_short_of_the_delivered_text_raises_the_original_error() -> None:
     scheduler = TestScheduler()
-    cut = errors.InterruptedError("cut")
+    cut = errors.StreamInterruptedError("cut")
     first = scheduler.create_cold_observable(on_next(10, tok("Hello")), on_error(20, cut))
     second = scheduler.create_cold_observable(
         on_next(10, tok("Hel")), on_next(20, done()), on_completed(30)
@@ -425,7 +425,7 @@ def test_a_plain_source_that_ends_short_of_the_delivered_text_raises_the_origina
 
 def test_a_plain_source_completing_short_of_the_text_raises_the_original_error() -> None:
     scheduler = TestScheduler()
-    cut = errors.InterruptedError("cut")
+    cut = errors.StreamInterruptedError("cut")
     first = scheduler.create_cold_observable(on_next(10, tok("Hello")), on_error(20, cut))
     second = scheduler.create_cold_observable(on_next(10, tok("Hel")), on_completed(20))
     results = scheduler.start(
@@ -437,7 +437,7 @@ def test_a_plain_source_completing_short_of_the_text_raises_the_original_error()
 
 def test_an_error_after_the_done_is_not_retried() -> None:
     scheduler = TestScheduler()
-    late = errors.InterruptedError("closed uncleanly after the end")
+    late = errors.StreamInterruptedError("closed uncleanly after the end")
     first = scheduler.create_cold_observable(
         on_next(10, tok("a")), on_next(20, done()), on_error(30, late)
     )

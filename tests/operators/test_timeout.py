@@ -150,7 +150,7 @@ def test_a_stream_that_finishes_in_time_passes_through_untouched() -> None:
 
 def test_an_error_from_the_source_passes_through_and_stops_the_timers() -> None:
     scheduler = TestScheduler()
-    error = errors.InterruptedError("dropped")
+    error = errors.StreamInterruptedError("dropped")
     source = scheduler.create_hot_observable(on_next(210, tok("a")), on_error(220, error))
     results = scheduler.start(lambda: source.pipe(timeout(idle=50)))
     assert results.messages == [on_next(210, tok("a")), on_error(220, error)]

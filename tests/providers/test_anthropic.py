@@ -89,17 +89,6 @@ def done(events: list[StreamEvent]) -> DoneEvent:
 # -- text, reasoning, usage, finish reasons -----------------------------------------------------
 
 
-async def test_tokens_arrive_in_order_and_exact(claude: AnthropicProvider) -> None:
-    events, error = await run(claude, claude.request("Hi", model=scripted()))
-    assert error is None
-    assert [e.text for e in events if isinstance(e, TokenEvent)] == PIECES
-    end = done(events)
-    assert end.provider == "anthropic"
-    assert end.model == MODEL
-    assert end.finish_reason is FinishReason.STOP
-    assert end.details["stop_reason"] == "end_turn"
-
-
 async def test_usage_is_normalized_and_matches_what_the_api_reported(
     claude: AnthropicProvider, emulator: Emulator
 ) -> None:
@@ -142,14 +131,15 @@ async def test_reasoning_arrives_separately_before_the_text(
     assert usage.completion_tokens == usage.reasoning_tokens + len(tokenize(text(events)))
     body = emulator.requests[-1].body
     assert body["thinking"] == {"type": "enabled", "budget_tokens": 4096}
-    assert body["max_tokens"] == 64_000  # the model's maximum output, from the catalog
+    # The default max_tokens (4096), raised above the thinking budget so the answer has room.
+    assert body["max_tokens"] == 4096 + 4096
 
 
 @pytest.mark.parametrize(
     ("reasoning", "max_tokens", "budget", "sent_max"),
     [
-        ("low", None, 1024, 64_000),
-        ("high", None, 16384, 64_000),
+        ("low", None, 1024, 4096),  # the default max_tokens leaves room for the answer
+        ("high", None, 16384, 16384 + 4096),  # raised above the budget
         ("high", 2000, 1999, 2000),  # the budget stays below max_tokens
     ],
 )
@@ -174,13 +164,6 @@ async def test_reasoning_with_too_few_max_tokens_is_refused_before_sending(
     with pytest.raises(errors.InvalidRequestError, match="max_tokens above 1024"):
         await claude.complete("Hi", model=MODEL, reasoning=True, max_tokens=500)
     assert emulator.requests == []
-
-
-async def test_max_tokens_cut_is_finish_reason_length(claude: AnthropicProvider) -> None:
-    result = await claude.complete("Hi", model=scripted(), max_tokens=5)
-    assert result.finish_reason is FinishReason.LENGTH
-    assert result.text == "".join(PIECES[:5])
-    assert result.usage.completion_tokens == 5
 
 
 async def test_stop_sequence_is_sent_and_ends_with_stop(
@@ -235,48 +218,6 @@ async def test_request_options_reach_the_sdk_call(claude: AnthropicProvider) -> 
 # -- errors --------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("fault", "error_class", "status"),
-    [
-        ("rate_limited", errors.RateLimitedError, 429),
-        ("overloaded", errors.OverloadedError, 529),
-        ("server_error", errors.ServerError, 500),
-        ("invalid_key", errors.AuthenticationError, 401),
-        ("invalid_request", errors.InvalidRequestError, 400),
-        ("context_too_long", errors.ContextTooLongError, 400),
-        ("model_not_found", errors.ModelNotFoundError, 404),
-    ],
-)
-async def test_each_fault_is_the_right_rxllm_error(
-    claude: AnthropicProvider, fault: str, error_class: type[errors.ProviderError], status: int
-) -> None:
-    events, error = await run(claude, claude.request("Hi", model=f"{MODEL}~fault={fault}"))
-    assert events == []
-    assert type(error) is error_class
-    assert error.status == status
-    assert error.provider == "anthropic"
-    assert isinstance(error.__cause__, anthropic.APIStatusError)
-    assert error.retry_after == (1.0 if fault == "rate_limited" else None)
-
-
-async def test_rate_limit_retry_after_comes_from_the_header(claude: AnthropicProvider) -> None:
-    with pytest.raises(errors.RateLimitedError) as caught:
-        await claude.complete("Hi", model=f"{MODEL}~fault=rate_limited,retry_after=2.5")
-    assert caught.value.retry_after == 2.5
-    assert caught.value.retryable
-
-
-@pytest.mark.parametrize("fault", ["drop", "truncate"])
-async def test_interrupted_stream_delivers_its_tokens_then_interrupted_error(
-    claude: AnthropicProvider, fault: str
-) -> None:
-    events, error = await observe(claude.stream("Hi", model=scripted(fault=fault, after=4)))
-    assert text(events) == "".join(PIECES[:4])
-    assert not any(isinstance(e, DoneEvent) for e in events)
-    assert isinstance(error, errors.InterruptedError)
-    assert error.retryable
-
-
 async def test_error_event_mid_stream_is_overloaded_after_the_tokens(
     claude: AnthropicProvider,
 ) -> None:
@@ -284,35 +225,6 @@ async def test_error_event_mid_stream_is_overloaded_after_the_tokens(
     assert text(events) == "".join(PIECES[:3])
     assert isinstance(error, errors.OverloadedError)
     assert "overloaded_error" in str(error)
-
-
-async def test_stall_ends_with_the_sdk_read_timeout_as_interrupted(emulator: Emulator) -> None:
-    provider = AnthropicProvider(
-        api_key=EMULATOR_KEY, base_url=emulator.base_url("anthropic"), timeout=0.3
-    )
-    try:
-        events, error = await run(
-            provider, provider.request("Hi", model=scripted(fault="stall", after=2))
-        )
-    finally:
-        await provider.aclose()
-    assert text(events) == "".join(PIECES[:2])
-    assert isinstance(error, errors.InterruptedError)
-    assert "timed out" in str(error)
-    assert [r.fault for r in await emulator.wait_for_disconnects_async(1)] == ["stall"]
-
-
-async def test_unreachable_server_is_interrupted() -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    provider = AnthropicProvider(api_key="k", base_url=f"http://127.0.0.1:{port}")
-    try:
-        with pytest.raises(errors.InterruptedError, match="could not connect") as caught:
-            await provider.complete("Hi", model=MODEL)
-    finally:
-        await provider.aclose()
-    assert isinstance(caught.value.__cause__, anthropic.APIConnectionError)
 
 
 _MESSAGE_START = {
@@ -363,7 +275,7 @@ async def test_a_connection_reset_mid_body_is_interrupted_after_the_tokens() -> 
         server.close()
         await server.wait_closed()
     assert text(events) == "Hello"
-    assert isinstance(error, errors.InterruptedError)
+    assert type(error) is errors.StreamInterruptedError
     assert error.retryable
 
 
@@ -405,64 +317,8 @@ async def test_a_raw_transport_failure_mid_body_is_interrupted(failure: BaseExce
         await provider.aclose()
         await http_client.aclose()
     assert text(events) == "Hello"
-    assert isinstance(error, errors.InterruptedError), repr(error)
+    assert type(error) is errors.StreamInterruptedError, repr(error)
     assert error.__cause__ is failure
-
-
-async def test_dispose_mid_stream_closes_the_connection(
-    claude: AnthropicProvider, emulator: Emulator
-) -> None:
-    tokens: list[str] = []
-    third = asyncio.Event()
-
-    def on_next(event: StreamEvent) -> None:
-        if isinstance(event, TokenEvent):
-            tokens.append(event.text)
-            if len(tokens) == 3:
-                third.set()
-
-    stream = claude.stream("Hi", model=f"{MODEL}~tps=200,words=5000", max_tokens=20_000)
-    subscription = stream.subscribe(on_next=on_next)
-    await asyncio.wait_for(third.wait(), 10)
-    subscription.dispose()
-    gone = await emulator.wait_for_disconnects_async(1)
-    assert len(gone) == 1
-    assert not gone[0].completed
-    assert len(tokens) < 100
-
-
-async def test_wrong_key_is_authentication_error_without_the_key(emulator: Emulator) -> None:
-    secret = "sk-ant-this-is-the-wrong-secret-key"
-    provider = AnthropicProvider(api_key=secret, base_url=emulator.base_url("anthropic"))
-    try:
-        with pytest.raises(errors.AuthenticationError) as caught:
-            await provider.complete("Hi", model=MODEL)
-    finally:
-        await provider.aclose()
-    assert secret not in str(caught.value)
-    assert secret not in repr(caught.value)
-    assert secret not in repr(provider)
-    assert emulator.requests[-1].api_key == secret  # it was sent, and rejected
-
-
-async def test_missing_key_names_the_environment_variable(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
-    with pytest.raises(errors.ConfigurationError, match="ANTHROPIC_API_KEY"):
-        AnthropicProvider()
-
-
-async def test_key_and_base_url_from_the_environment(
-    emulator: Emulator, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("ANTHROPIC_API_KEY", EMULATOR_KEY)
-    monkeypatch.setenv("ANTHROPIC_BASE_URL", emulator.base_url("anthropic"))
-    provider = AnthropicProvider()
-    try:
-        assert await provider.generate("Hi", model=scripted()) == TEXT
-    finally:
-        await provider.aclose()
 
 
 # -- continuation ------------------------------------------------------------------------------
@@ -476,7 +332,7 @@ async def test_continued_stream_yields_exactly_the_rest(
         "Tell me a story", model=f"{MODEL}~fault=drop,after=50", reasoning=True
     )
     events, error = await observe(cut)
-    assert isinstance(error, errors.InterruptedError)
+    assert type(error) is errors.StreamInterruptedError
     partial = text(events)
     assert partial
     assert full.startswith(partial)
@@ -553,5 +409,5 @@ async def test_real_midstream_error_capture_is_overloaded() -> None:
 async def test_real_truncated_capture_is_interrupted() -> None:
     events, error = await _capture_events("anthropic_truncated.sse")
     assert text(events).endswith("日本語のテキスト、中文")
-    assert isinstance(error, errors.InterruptedError)
+    assert type(error) is errors.StreamInterruptedError
     assert "message_stop" in str(error)
