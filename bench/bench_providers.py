@@ -84,6 +84,18 @@ def _serve(conn: Connection, words: int) -> None:
             message = conn.recv()
             if message == "cpu":
                 conn.send(time.process_time())
+            elif message == "requests":  # what bench_load.py checks after its cancels
+                emu.wait_for_idle(10)
+                seen = emu.requests
+                conn.send(
+                    {
+                        "requests": len(seen),
+                        "ended": sum(r.ended is not None for r in seen),
+                        "disconnected": sum(r.disconnected for r in seen),
+                        "completed": sum(r.completed for r in seen),
+                    }
+                )
+                emu.reset()
             else:
                 break
     conn.send("stopped")
@@ -127,6 +139,13 @@ class EmulatorHandle:
             return None
         self._conn.send("cpu")
         return float(self._conn.recv())
+
+    def requests(self) -> dict[str, int] | None:
+        """What the emulator process saw since the last call (then forgotten)."""
+        if self._conn is None:
+            return None
+        self._conn.send("requests")
+        return dict(self._conn.recv())
 
     def __exit__(self, *exc: object) -> None:
         if self._conn is not None and self._process is not None:
