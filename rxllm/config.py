@@ -46,7 +46,8 @@ The TOML shape (in ``pyproject.toml``, put the same tables under ``tool.rxllm``:
     default = "openai:gpt-5-mini"    # optional: any phase not listed above
 
 Every provider table takes ``api_key``, ``base_url``, ``default_model``,
-``timeout`` (seconds, a limit per read), ``max_tokens``, ``requests_per_minute``
+``timeout`` (seconds, a limit per read, 300 unless set), ``max_connections`` (concurrent
+streams, 100 unless set; more wait their turn), ``max_tokens``, ``requests_per_minute``
 and ``tokens_per_minute``; unknown keys are errors, so a typo does not pass silently.
 
 API keys are :class:`pydantic.SecretStr`: they never appear in a ``repr``, a
@@ -122,7 +123,11 @@ class ProviderSettings(BaseModel):
     base_url: str | None = None
     default_model: str | None = None
     timeout: float | None = Field(default=None, gt=0)
-    """Seconds: the longest wait for the next read (a limit per read)."""
+    """Seconds: the longest wait for the next read (a limit per read; default
+    :data:`~rxllm.vendors.DEFAULT_TIMEOUT`)."""
+    max_connections: int | None = Field(default=None, gt=0)
+    """Concurrent streams per event loop; more wait for a free slot (default
+    :data:`~rxllm.vendors.DEFAULT_MAX_CONNECTIONS`)."""
     max_tokens: int | None = Field(default=None, gt=0)
     """``max_tokens`` for requests that set none."""
     requests_per_minute: int | None = Field(default=None, gt=0)

@@ -295,6 +295,8 @@ def _build(
     configured = settings.provider(vendor.name, *vendor.aliases)
     if options.get("timeout") is None and configured.timeout is not None:
         options["timeout"] = configured.timeout
+    if options.get("max_connections") is None and configured.max_connections is not None:
+        options["max_connections"] = configured.max_connections
     default_model = options.pop("default_model", None) or configured.default_model
     default_max_tokens = options.pop("default_max_tokens", None) or configured.max_tokens
     return cls(

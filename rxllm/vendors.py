@@ -33,6 +33,8 @@ from .catalog import ModelInfo
 
 __all__ = [
     "BUILTIN_SPECS",
+    "DEFAULT_MAX_CONNECTIONS",
+    "DEFAULT_TIMEOUT",
     "OPENAI_MAPPER",
     "ProviderSpec",
     "vendor",
@@ -40,6 +42,31 @@ __all__ = [
 
 OPENAI_MAPPER = "rxllm.providers.openai:OpenAIProvider"
 """The OpenAI Chat Completions mapper, which every OpenAI-compatible spec reuses."""
+
+# Why 300 s: the longest silence a healthy stream has is a reasoning model thinking before
+# its first visible token. OpenAI's Chat Completions, Grok 4 and Gemini (thoughts not
+# included) send nothing meanwhile, and at high effort that is often one or two minutes,
+# sometimes more; a local server loading a model is silent too. Anthropic sends a ping every
+# few seconds, so on Claude any limit above ~30 s only ever fires on a dead connection.
+# 300 s cuts no healthy reply we know of and still bounds a server that accepted the
+# connection and never answers at half the SDKs' 600 s (xai-sdk: 27 min for the whole
+# call). Interactive code wants far less: ``timeout(first_token=, idle=)`` on the stream.
+DEFAULT_TIMEOUT = 300.0
+"""Seconds: a provider's limit per read when none is configured (``timeout=``).
+
+The longest wait for the connection, the response headers or the next event; a
+stream is never cut for its total length (that is the ``timeout(total=)`` operator)."""
+
+# Why 100: it is the keep-alive pool the anthropic and openai SDKs size for themselves, and
+# a high but reachable load for one process (at a few thousand requests a minute and
+# replies of tens of seconds). Past it, more sockets mostly load the event loop: 1,000
+# connects at once on one loop missed their 5 s connect limit, where a queue lets every
+# stream through. Raise it for more; streams beyond it wait for a free slot.
+DEFAULT_MAX_CONNECTIONS = 100
+"""Concurrent streams per provider and event loop when none is configured
+(``max_connections=``): the HTTP connection pool's size (Anthropic, OpenAI, Gemini), or
+concurrent calls on Grok's one multiplexed gRPC connection. Waiting for a slot is not
+bounded by ``timeout=``."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,6 +40,7 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any, ClassVar
 
 import anthropic
+import httpx2
 
 from .. import errors
 from ..events import DoneEvent, FinishReason, ReasoningEvent, StreamEvent, TokenEvent, Usage
@@ -121,12 +122,21 @@ class AnthropicProvider(Provider[anthropic.AsyncAnthropic]):
 
     def _make_client(self) -> anthropic.AsyncAnthropic:
         extra: dict[str, Any] = {k: v for k, v in self.options.items() if k in _CLIENT_OPTIONS}
-        if self.timeout is not None:
-            extra["timeout"] = self.timeout
+        if "http_client" not in extra:  # a caller's own http_client keeps its own limits
+            # The SDK's default client (keep-alive socket options, proxies from the
+            # environment), with a pool of max_connections: more streams wait for a slot.
+            limit = self.max_connections
+            extra["http_client"] = anthropic.DefaultAsyncHttpxClient(
+                limits=httpx2.Limits(max_connections=limit, max_keepalive_connections=limit)
+            )
         return anthropic.AsyncAnthropic(
             api_key=self.api_key.get_secret_value(),
             base_url=self.base_url,
             max_retries=0,
+            # timeout= bounds connecting, sending and each read (headers, then every
+            # chunk), never the whole stream. Waiting for a pool slot is not bounded: a
+            # queued stream has not failed (bound it with timeout(first_token=/total=)).
+            timeout=httpx2.Timeout(self.timeout, pool=None),
             **extra,
         )
 

@@ -42,12 +42,19 @@ Mapping:
 The SDK's hidden retries are off (channel option ``grpc.enable_retries=0``;
 its default service config retries UNAVAILABLE five times): retrying is the
 job of rxllm's ``retry_on_interrupt`` operator, where it is visible and
-composable. ``base_url`` is the gRPC ``host:port``; a loopback host is
-plaintext, anything else TLS.
+composable. So is its deadline for the whole call (27 minutes unless set):
+``timeout=`` is, as on every provider, a limit per read, the longest wait for
+the next message (the first one includes connecting and the headers); a call
+silent for longer is cancelled and ends with ``StreamInterruptedError``
+(status ``DEADLINE_EXCEEDED``). ``max_connections`` limits the calls streaming
+at once (gRPC multiplexes them over one connection); more wait for a slot.
+``base_url`` is the gRPC ``host:port``; a loopback host is plaintext, anything
+else TLS.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import re
 from collections.abc import AsyncIterator
@@ -81,6 +88,10 @@ _FINISH: dict[int, FinishReason] = {
     sample_pb2.FinishReason.REASON_TOOL_CALLS: FinishReason.TOOL_CALLS,
 }
 
+# A read that timed out cancels the call, as an expired gRPC deadline would: the status
+# the errors carry, as for a server's own DEADLINE_EXCEEDED.
+_READ_TIMEOUT_STATUS = grpc.StatusCode.DEADLINE_EXCEEDED.name
+
 # Models that take ``reasoning_effort``; the others answer INVALID_ARGUMENT to it.
 _TAKES_EFFORT = re.compile(r"^grok-3-mini|^grok-4\.[3-9](?![0-9])")
 _LOW_HIGH_ONLY = re.compile(r"^grok-3-mini")
@@ -103,7 +114,7 @@ def _rpc_error(error: grpc.aio.AioRpcError, scope: ErrorScope) -> errors.Provide
         if cut is not None:
             return scope.interrupted(said, status=code.name)
     elif code == grpc.StatusCode.DEADLINE_EXCEEDED:
-        return scope.timed_out(said, status=code.name)  # the SDK's own deadline
+        return scope.timed_out(said, status=code.name)  # a deadline a server or proxy set
     return scope.status_error(code.name, details or code.name, retry_after=_retry_after(error))
 
 
@@ -117,7 +128,39 @@ _ERRORS = ErrorRules(
 )
 
 
-class GrokProvider(Provider[AsyncClient]):
+class _Client(AsyncClient):  # type: ignore[misc]  # xai-sdk is untyped
+    """xai-sdk's client without a deadline per call, and a limit on concurrent streams.
+
+    The SDK puts its ``timeout`` (27 minutes unless set) on every call as a gRPC
+    deadline, which cuts a long healthy stream: rxllm's ``timeout=`` is a limit per
+    read, applied by the provider, so the calls go without one.
+
+    gRPC multiplexes every call over one HTTP/2 connection, so ``max_connections`` has
+    no pool to size: it is the number of calls streaming at once (``streams``, for this
+    client's event loop). More wait for a slot before their call starts.
+    """
+
+    def __init__(self, *, max_streams: int, **options: Any) -> None:
+        super().__init__(**options)
+        self.streams = asyncio.Semaphore(max_streams)
+
+    def _make_grpc_channel(
+        self,
+        api_key: str,
+        api_host: str,
+        metadata: tuple[tuple[str, str], ...] | None,
+        channel_options: Any,
+        timeout: float,
+        use_insecure_channel: bool,
+    ) -> grpc.aio.Channel:
+        # The SDK's timeout interceptors replace each call's timeout with theirs: None.
+        channel: grpc.aio.Channel = super()._make_grpc_channel(
+            api_key, api_host, metadata, channel_options, None, use_insecure_channel
+        )
+        return channel
+
+
+class GrokProvider(Provider[_Client]):
     """xAI Grok, streamed over gRPC.
 
     Example:
@@ -127,7 +170,7 @@ class GrokProvider(Provider[AsyncClient]):
 
     spec = vendor("grok")
 
-    def _make_client(self) -> AsyncClient:
+    def _make_client(self) -> _Client:
         host, secure = _address(self.base_url)
         channel_options: list[tuple[str, Any]] = [
             # xai-sdk's default service config retries UNAVAILABLE 5 times: hidden retries.
@@ -137,16 +180,15 @@ class GrokProvider(Provider[AsyncClient]):
         options: dict[str, Any] = {"channel_options": channel_options}
         if "metadata" in self.options:
             options["metadata"] = tuple(self.options["metadata"])
-        if self.timeout is not None:
-            options["timeout"] = self.timeout
-        return AsyncClient(
+        return _Client(
             api_key=self.api_key.get_secret_value(),
             api_host=host,
             use_insecure_channel=not secure,
+            max_streams=self.max_connections,
             **options,
         )
 
-    async def _close_client(self, client: AsyncClient) -> None:
+    async def _close_client(self, client: _Client) -> None:
         await client.close()
 
     def _params(self, request: StreamRequest) -> dict[str, Any]:
@@ -175,18 +217,31 @@ class GrokProvider(Provider[AsyncClient]):
         last: Any = None
         finish = 0
         call: Any = None
+        limit = self.timeout
         with _ERRORS.scope(
             provider=self.name,
             model=model,
             secret=self.api_key.get_secret_value(),
-            timeout=self.timeout,
+            timeout=limit,
         ) as scope:
+            client = self.client()
+            # A slot first (max_connections); waiting for one is not a read.
+            await client.streams.acquire()
             try:
-                chat = self.client().chat.create(**self._params(request))
+                chat = client.chat.create(**self._params(request))
                 # The SDK's request proto (as chat.stream() sends it), on the SDK's own stub.
                 call = chat._stub.GetCompletionChunk(chat._make_request(1))
                 scope.reading = True
-                async for chunk in call:
+                while True:
+                    # The limit per read: the wait for each message (the first one
+                    # includes connecting and the response headers), not the whole call.
+                    try:
+                        async with asyncio.timeout(limit):
+                            chunk = await call.read()
+                    except TimeoutError as error:
+                        raise scope.timed_out(error, status=_READ_TIMEOUT_STATUS) from error
+                    if chunk is grpc.aio.EOF:
+                        break
                     for output in chunk.outputs:
                         delta = output.delta
                         if delta.role != _ASSISTANT:
@@ -204,6 +259,7 @@ class GrokProvider(Provider[AsyncClient]):
                 # xai-sdk iteration does not (the bridge cancels this task on dispose).
                 if call is not None and not call.done():
                     call.cancel()
+                client.streams.release()
             if last is None or finish == 0:
                 raise scope.incomplete("a finish reason")
             yield _done(last, finish, model, self.name)

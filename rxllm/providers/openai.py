@@ -38,6 +38,7 @@ import json
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
+import httpx2
 import openai
 from openai._streaming import SSEDecoder
 from openai._streaming_cleanup import drain_response_async
@@ -142,13 +143,20 @@ class OpenAIProvider(Provider[openai.AsyncOpenAI]):
 
     def _make_client(self) -> openai.AsyncOpenAI:
         options: dict[str, Any] = {k: self.options[k] for k in _CLIENT_OPTIONS if k in self.options}
-        if self.timeout is not None:
-            options["timeout"] = self.timeout
+        limit = self.max_connections
         return openai.AsyncOpenAI(
             # A local server that needs no key still gets one: the SDK insists on it.
             api_key=self.api_key.get_secret_value() or "no-key",
             base_url=self.base_url,
             max_retries=0,  # retries belong to rxllm's retry operator, not hidden in the SDK
+            # timeout= bounds connecting, sending and each read (headers, then every
+            # chunk), never the whole stream. Waiting for a pool slot is not bounded: a
+            # queued stream has not failed (bound it with timeout(first_token=/total=)).
+            timeout=httpx2.Timeout(self.timeout, pool=None),
+            # The SDK's default client with a pool of max_connections: more streams queue.
+            http_client=openai.DefaultAsyncHttpxClient(
+                limits=httpx2.Limits(max_connections=limit, max_keepalive_connections=limit)
+            ),
             **options,
         )
 
