@@ -20,6 +20,12 @@ task stops pulling and closes the iterator.
 Pulling consumers (``rxllm.aiter``) may install a :class:`Demand` while they
 subscribe; the bridge then waits for room before each pull from the upstream
 iterator, so a slow consumer pauses the network read instead of buffering.
+
+The code being iterated can find its own run with :func:`current_stream` and
+keep it; :meth:`StreamRun.stop` ends that run with an error of its choosing, the
+same way a dispose ends it (cancelled at its wait, cleanup to its end) except
+that the observer hears the error. A provider does this when it is closed while
+its streams run: their connections close and they end with ``CancelledError``.
 """
 
 from __future__ import annotations
@@ -38,7 +44,14 @@ from reactivex.scheduler.eventloop import AsyncIOScheduler
 
 from .errors import CancelledError
 
-__all__ = ["Demand", "background_loop", "demand_scope", "from_async_iterable"]
+__all__ = [
+    "Demand",
+    "StreamRun",
+    "background_loop",
+    "current_stream",
+    "demand_scope",
+    "from_async_iterable",
+]
 
 _T = TypeVar("_T")
 
@@ -87,7 +100,65 @@ def _resolve(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
-_running: set[asyncio.Task[None]] = set()
+class StreamRun:
+    """One subscription's run of a bridged stream, as the code it iterates sees it.
+
+    Get it with :func:`current_stream` from inside the iterator. It outlives
+    nothing: once the run ended, :meth:`stop` does nothing and :attr:`done` is true.
+    """
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        task: asyncio.Task[Any],
+        stop: Callable[[Exception], None],
+    ) -> None:
+        self.loop = loop
+        """The event loop the run iterates on."""
+        self._task = task
+        self._stop = stop
+
+    @property
+    def done(self) -> bool:
+        """Whether the run ended, its cleanup included."""
+        return self._task.done()
+
+    def add_done_callback(self, callback: Callable[[StreamRun], None]) -> None:
+        """Call ``callback(run)`` on the run's loop once it ended. Call this on that loop."""
+        self._task.add_done_callback(lambda _: callback(self))
+
+    def stop(self, error: Exception) -> None:
+        """End the run with ``error`` on its observer, after its iterator was closed.
+
+        Thread-safe. A run already ending (completed, failed, disposed, or stopped
+        before) keeps its own end.
+        """
+        if _is_loop_thread(self.loop):
+            self._stop(error)
+        else:
+            with contextlib.suppress(RuntimeError):  # the loop is already closed
+                self.loop.call_soon_threadsafe(self._stop, error)
+
+    async def wait(self) -> None:
+        """Return when the run ended, its cleanup included. Await it on the run's loop."""
+        if not self._task.done():
+            await asyncio.wait({self._task})
+
+
+# Every running pump, by its task: the loop keeps only weak references to tasks (a
+# subscriber that drops its disposable must not see its stream garbage-collected
+# mid-flight), and ``current_stream`` looks its run up here.
+_runs: dict[asyncio.Task[Any], StreamRun] = {}
+
+
+def current_stream() -> StreamRun | None:
+    """The bridged run iterating in the current task, or ``None`` outside one."""
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:  # no running loop
+        return None
+    return _runs.get(task) if task is not None else None
+
 
 _current_demand: ContextVar[Demand | None] = ContextVar("rxllm_demand", default=None)
 
@@ -164,6 +235,11 @@ def from_async_iterable(factory: Callable[[], AsyncIterator[_T]]) -> reactivex.O
         # item: the only place a dispose may cancel it. Both are touched on the loop only.
         task: asyncio.Task[Any] | None = None
         pulling = False
+        # Set by StreamRun.stop: the error the run ends with. ``ending``: the run left
+        # its loop (to clean up), so a stop comes too late to change how it ends.
+        stopped: Exception | None = None
+        stop_cancelled = False
+        ending = False
 
         async def pull(iterator: AsyncIterator[_T]) -> _T:
             nonlocal pulling
@@ -175,14 +251,20 @@ def from_async_iterable(factory: Callable[[], AsyncIterator[_T]]) -> reactivex.O
             finally:
                 pulling = False
 
+        def stop(error: Exception) -> None:
+            # Runs on the loop (StreamRun.stop sees to it).
+            nonlocal stopped, stop_cancelled
+            if disposed or ending or stopped is not None:
+                return
+            stopped = error
+            stop_cancelled = cancel_pull()
+
         async def pump() -> None:
-            nonlocal task
-            # The loop keeps only weak references to tasks: a subscriber that drops its
-            # disposable must not see its stream garbage-collected mid-flight.
+            nonlocal task, ending
             task = asyncio.current_task()
             if task is not None:
-                _running.add(task)
-                task.add_done_callback(_running.discard)
+                _runs[task] = StreamRun(loop, task, stop)
+                task.add_done_callback(_forget_run)
             if disposed:  # disposed before the task first ran
                 return
             iterator: AsyncIterator[_T] | None = None
@@ -190,7 +272,7 @@ def from_async_iterable(factory: Callable[[], AsyncIterator[_T]]) -> reactivex.O
             foreign_cancel: asyncio.CancelledError | None = None
             try:
                 iterator = factory()
-                while not disposed:
+                while not disposed and stopped is None:
                     try:
                         item = await pull(iterator)
                     except StopAsyncIteration:
@@ -203,14 +285,20 @@ def from_async_iterable(factory: Callable[[], AsyncIterator[_T]]) -> reactivex.O
             except asyncio.CancelledError as cancel:
                 if disposed:
                     raise
-                # Cancelled by someone other than our dispose (the loop shutting down):
-                # the observer must still hear that the stream ended.
-                foreign_cancel = cancel
-                failure = CancelledError("the task iterating the stream was cancelled")
-                failure.__cause__ = cancel
+                if not stop_cancelled:
+                    # Cancelled by someone other than our dispose or stop (the loop
+                    # shutting down): the observer must still hear that the stream ended.
+                    foreign_cancel = cancel
+                    failure = CancelledError("the task iterating the stream was cancelled")
+                    failure.__cause__ = cancel
             except Exception as error:  # every error goes to on_error, never swallowed
                 failure = error
             finally:
+                ending = True
+                if stop_cancelled and task is not None and task.cancelling():
+                    # Our own cancellation, handled: asyncio.timeout and TaskGroup in the
+                    # cleanup (and whoever awaits this task) must not see it pending.
+                    task.uncancel()
                 # Clean up before telling the observer, so the cleanup has finished when
                 # it hears the end. Nothing cancels this task from here on (see cancel_pull).
                 aclose: Any = getattr(iterator, "aclose", None)
@@ -219,6 +307,9 @@ def from_async_iterable(factory: Callable[[], AsyncIterator[_T]]) -> reactivex.O
                         await aclose()
             if disposed:
                 return
+            if stopped is not None and foreign_cancel is None:
+                # Whatever the iterator made of the cancellation, the stop says why it ended.
+                failure = stopped
             if failure is not None:
                 observer.on_error(failure)
             else:
@@ -231,12 +322,15 @@ def from_async_iterable(factory: Callable[[], AsyncIterator[_T]]) -> reactivex.O
         else:
             asyncio.run_coroutine_threadsafe(pump(), loop)
 
-        def cancel_pull() -> None:
+        def cancel_pull() -> bool:
             # Runs on the loop, so the task is suspended (or is the caller, inside
             # on_next): cancel it only if it waits on the iterator. Elsewhere it sees
-            # ``disposed`` at its next step, and a cancellation would cut its cleanup short.
+            # ``disposed`` (or ``stopped``) at its next step, and a cancellation would
+            # cut its cleanup short.
             if pulling and task is not None:
                 task.cancel()
+                return True
+            return False
 
         def dispose() -> None:
             nonlocal disposed
@@ -252,6 +346,10 @@ def from_async_iterable(factory: Callable[[], AsyncIterator[_T]]) -> reactivex.O
         return Disposable(dispose)
 
     return reactivex.create(subscribe)
+
+
+def _forget_run(task: asyncio.Task[Any]) -> None:
+    _runs.pop(task, None)
 
 
 def _is_loop_thread(loop: asyncio.AbstractEventLoop) -> bool:

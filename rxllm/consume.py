@@ -13,11 +13,21 @@ call is one run of the stream (one request, for a provider's stream):
 The async forms run the stream on the running event loop; the blocking forms
 run it on rxllm's private background loop thread, so they also work from a
 Jupyter cell or any thread without a loop.
+
+When the connection closes: at the stream's end, or as soon as Python says the
+consumer is done with the iterator: ``close()``/``aclose()``, leaving its
+``with``/``async with`` block, or the iterator being garbage-collected (which,
+in CPython, is at once when a ``for`` loop that alone held it is left by
+``break``, ``return`` or an exception). Python says nothing when a loop is left
+while the iterator is still referenced (``it = iterate(s); for e in it: break``):
+until one of the above, that request stays open, its read paused once
+``buffer`` events wait.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections import deque
 from collections.abc import AsyncIterator, Iterator
@@ -80,6 +90,10 @@ class _Channel:
         self._finish(error)
 
     def on_completed(self) -> None:
+        self._finish(_COMPLETED)
+
+    def close(self) -> None:
+        """The consumer is done: a ``take`` waiting (in another thread or task) ends."""
         self._finish(_COMPLETED)
 
     def _finish(self, end: _Completed | Exception) -> None:
@@ -209,22 +223,31 @@ class EventIterator(AsyncIterator[StreamEvent]):
         self._close()
 
     def _close(self) -> None:
+        self._dispose()
+        # A disposed subscription says nothing more: wake a consumer still waiting.
+        self._channel.close()
+
+    def _dispose(self) -> None:
         self._finished = True
         if self._subscription is not None:
             self._subscription.dispose()
 
     def __del__(self) -> None:
-        # Breaking out of ``async for`` drops the iterator without calling aclose();
-        # disposing is synchronous and thread-safe, so do it here.
-        self._close()
+        # Breaking out of ``async for`` drops the iterator without calling aclose().
+        # Disposing is synchronous, thread-safe and never blocks, so do it here; not the
+        # channel's lock, which this thread may hold (nobody waits on a dropped iterator).
+        with contextlib.suppress(Exception):
+            self._dispose()
 
 
 class BlockingEventIterator(Iterator[StreamEvent]):
     """What :func:`iterate` returns: a blocking iterator over one run of a stream.
 
     The stream runs on rxllm's private background loop and is subscribed on the
-    first ``next()``. ``close()``, leaving a ``with`` block, or dropping the
-    iterator (breaking out of ``for``) disposes the subscription.
+    first ``next()``. ``close()``, leaving a ``with`` block, or the iterator being
+    garbage-collected (breaking out of a ``for`` that alone held it) disposes the
+    subscription, which closes the connection. ``close()`` may come from another
+    thread: a ``next()`` waiting there ends with ``StopIteration``.
     """
 
     def __init__(self, observable: Observable[StreamEvent], buffer: int) -> None:
@@ -254,7 +277,13 @@ class BlockingEventIterator(Iterator[StreamEvent]):
         return item
 
     def close(self) -> None:
-        """Stop: dispose the subscription (cancelling the upstream task)."""
+        """Stop: dispose the subscription, which cancels the request and closes its
+        connection. Never blocks; closing twice does nothing more."""
+        self._dispose()
+        # A disposed subscription says nothing more: wake a next() still waiting.
+        self._channel.close()
+
+    def _dispose(self) -> None:
         self._finished = True
         if self._subscription is not None:
             self._subscription.dispose()
@@ -271,7 +300,13 @@ class BlockingEventIterator(Iterator[StreamEvent]):
         self.close()
 
     def __del__(self) -> None:
-        self.close()
+        # The only word Python gives when a ``for`` loop that held the iterator is left
+        # (break, return, an exception) or the last reference goes. Disposing only
+        # schedules the cancellation on the background loop, so nothing here blocks; the
+        # channel's lock is left alone (this thread may hold it, and nobody waits on a
+        # dropped iterator).
+        with contextlib.suppress(Exception):
+            self._dispose()
 
 
 def aiter(  # noqa: A001 - rxllm.aiter, the async twin of rxllm.iterate
@@ -310,8 +345,12 @@ def iterate(
     """Iterate a stream's events with a blocking ``for``, for scripts.
 
     The stream runs on rxllm's private background loop thread; the same bounded
-    buffer as :func:`aiter` applies. Breaking out of the loop, or ``close()``,
-    disposes the subscription and so cancels the request.
+    buffer as :func:`aiter` applies. The request is cancelled and its connection
+    closed when the iterator is closed: ``close()``, leaving a ``with`` block, or
+    garbage collection, which in CPython is at once when a ``for`` loop that alone
+    held it is left (``for e in rxllm.iterate(s): break``). An iterator kept in a
+    variable keeps its request open after ``break`` until one of those happens; use
+    ``with`` for that.
 
     Args:
         observable: The stream, e.g. ``provider.stream(request)``.
@@ -327,6 +366,8 @@ def iterate(
         >>> for event in rxllm.iterate(provider.stream("Hi")):
         ...     if isinstance(event, rxllm.TokenEvent):
         ...         print(event.text, end="")
+        >>> with rxllm.iterate(provider.stream("Hi")) as events:
+        ...     first = next(events)  # the connection closes as the block ends
     """
     return BlockingEventIterator(observable, _check_buffer(buffer))
 

@@ -63,12 +63,21 @@ async def test_a_provider_without_prefill_is_sent_the_continuation_instruction()
 @pytest.mark.parametrize(
     "tokens",
     [
-        [" over the lazy", " dog, and then", " it ran away."],  # restates the last words
+        [" jumps over the lazy", " dog, and then", " it ran away."],  # the last words
         ["The quick brown fox jumps", " over the lazy dog, and then it ran", " away."],  # all
     ],
 )
 async def test_a_restated_ending_is_dropped(tokens: list[str]) -> None:
+    # " jumps over the lazy dog, and then" is 34 characters, the cut text repeats at most 4
     assert await text_after(ScriptedProvider(tokens)) == " it ran away."
+
+
+async def test_a_dropped_restatement_is_reported_on_the_done() -> None:
+    provider = ScriptedProvider([" jumps over the lazy", " dog, and then", " it ran away."])
+    request = StreamRequest(model="scripted-1", prompt="fox?").continued(PARTIAL)
+    done = [e async for e in provider.events(request)][-1]
+    assert isinstance(done, DoneEvent)
+    assert done.details == {"resume_restated_dropped": len(" jumps over the lazy dog, and then")}
 
 
 async def test_a_short_coincidental_repeat_is_kept() -> None:
@@ -77,7 +86,7 @@ async def test_a_short_coincidental_repeat_is_kept() -> None:
 
 
 async def test_held_tokens_are_delivered_when_the_stream_fails() -> None:
-    provider = ScriptedProvider([" over the", " lazy", " cat"], fail_after=2)
+    provider = ScriptedProvider([" jumps over the", " lazy", " cat"], fail_after=2)
     request = StreamRequest(model="scripted-1", prompt="fox?").continued(PARTIAL)
     seen: list[StreamEvent] = []
 
@@ -87,7 +96,7 @@ async def test_held_tokens_are_delivered_when_the_stream_fails() -> None:
 
     with pytest.raises(errors.StreamInterruptedError):
         await drain()
-    assert "".join(e.text for e in seen if isinstance(e, TokenEvent)) == " over the lazy"
+    assert "".join(e.text for e in seen if isinstance(e, TokenEvent)) == " jumps over the lazy"
 
 
 async def test_a_provider_with_prefill_gets_the_assistant_turn_as_is() -> None:

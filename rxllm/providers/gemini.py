@@ -12,8 +12,10 @@ What this module does about the SDK's behaviour, and why:
   Retrying is rxllm's ``retry_on_interrupt``/``retry`` operators' job.
 - **Timeout.** The SDK's ``timeout`` (milliseconds) is a deadline for the *whole*
   stream, which would cut a long healthy reply. ``GeminiProvider(timeout=s)`` is instead
-  what it is for the other providers: the longest wait for the response headers or for
-  the next event. A stream silent for longer ends with ``StreamInterruptedError``.
+  what it is for the other providers: the longest wait for the connection, the response
+  headers or the next event (``rxllm.vendors.DEFAULT_TIMEOUT`` unless set). A stream
+  silent for longer ends with ``StreamInterruptedError``. Waiting for a free connection
+  of the pool (``max_connections``) does not count.
 - **Closing.** The SDK closes nothing when its consumer stops iterating; the provider
   closes the HTTP response in ``finally``, so disposing a subscription (which cancels
   the iterating task) closes the socket at once.
@@ -42,12 +44,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import json
 import os
 import ssl
-from collections.abc import AsyncIterator, Mapping
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Mapping
+from typing import Any, TypeVar
 
 import aiohttp
 import certifi
@@ -170,7 +173,13 @@ class GeminiProvider(Provider[genai.Client]):
     def _make_client(self) -> genai.Client:
         # Our own aiohttp session: the SDK would otherwise build a ClientSession subclass
         # (deprecated by aiohttp, with a warning) that we could not close per loop.
-        session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), trust_env=True)
+        # A pool of max_connections: more requests queue in aiohttp for a free connection,
+        # and the trace pauses their read deadline meanwhile (a wait for a slot is no read).
+        session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=self.max_connections),
+            trust_env=True,
+            trace_configs=[_pool_wait_trace()],
+        )
         # One TLS context for every client: the SDK otherwise loads the CA bundle into three
         # new ones per client (~0.15-0.4 s, paid before the first request of each loop).
         tls = _tls_context()
@@ -188,6 +197,11 @@ class GeminiProvider(Provider[genai.Client]):
         )
 
     async def _close_client(self, client: genai.Client) -> None:
+        # Provider.aclose() has stopped this client's streams first, and it must: closing
+        # an aiohttp session under a response being read drops the response's reader
+        # without waking it (ResponseHandler.close() forgets the payload before
+        # connection_lost could fail it), so that read would wait forever; and a request
+        # being sent meets a bare AssertionError or "Session is closed" RuntimeError.
         await client.aio.aclose()
         session = client._api_client._http_options.aiohttp_client
         if session is not None:
@@ -252,25 +266,31 @@ class GeminiProvider(Provider[genai.Client]):
             timeout=timeout,
         ) as scope:
             try:
-                async with asyncio.timeout(None) as deadline:
-                    if timeout is not None:
-                        deadline.reschedule(loop.time() + timeout)
+                # One deadline, moved before every read: the connection and the headers,
+                # then each event. It waits while the consumer holds an event, and while
+                # the request queues for a connection (see _pool_wait_trace).
+                async with asyncio.timeout(timeout) as deadline:
                     if self.raw_stream:
                         http_request = _raw_request(client, request.model, contents, config)
-                        raw = await _send_raw(client, http_request, config.http_options)
+                        raw = await _unqueued(
+                            _send_raw(client, http_request, config.http_options), deadline, timeout
+                        )
                         lines = raw._aiter_response_stream()
                         scope.reading = True
                     else:
                         lines = _public_stream(client, request.model, contents, config, scope)
                     while True:
-                        if timeout is not None:
-                            deadline.reschedule(loop.time() + timeout)
+                        deadline.reschedule(loop.time() + timeout)
                         try:
-                            line = await lines.__anext__()
+                            # The public stream sends the request on its first step.
+                            line = await (
+                                lines.__anext__()
+                                if raw is not None
+                                else _unqueued(lines.__anext__(), deadline, timeout)
+                            )
                         except StopAsyncIteration:
                             break
-                        if timeout is not None:
-                            deadline.reschedule(None)  # a slow consumer is not a stalled server
+                        deadline.reschedule(None)  # a slow consumer is not a stalled server
                         data: dict[str, Any] = json.loads(line) if raw is not None else line
                         if "error" in data:
                             _raise_in_band(data, raw)
@@ -317,6 +337,47 @@ class GeminiProvider(Provider[genai.Client]):
 
 
 # -- helpers ------------------------------------------------------------------------------
+
+_T = TypeVar("_T")
+
+# The read deadline of the request being sent in this task, and its limit in seconds.
+_sending: contextvars.ContextVar[tuple[asyncio.Timeout, float] | None] = contextvars.ContextVar(
+    "rxllm_gemini_sending", default=None
+)
+
+
+async def _unqueued(step: Awaitable[_T], deadline: asyncio.Timeout, limit: float) -> _T:
+    """Await ``step`` (which may send the request) with its read deadline paused while
+    aiohttp queues it for a connection (the trace below reads the deadline from here)."""
+    sending = _sending.set((deadline, limit))
+    try:
+        return await step
+    finally:
+        _sending.reset(sending)
+
+
+async def _queued(session: aiohttp.ClientSession, context: Any, params: Any) -> None:
+    sending = _sending.get()
+    if sending is not None:
+        sending[0].reschedule(None)
+
+
+async def _dequeued(session: aiohttp.ClientSession, context: Any, params: Any) -> None:
+    sending = _sending.get()
+    if sending is not None:
+        deadline, limit = sending
+        deadline.reschedule(asyncio.get_running_loop().time() + limit)
+
+
+def _pool_wait_trace() -> aiohttp.TraceConfig:
+    """Waiting for a free connection of the pool (``max_connections``) is not a read:
+    the per-read deadline stops while aiohttp holds the request in its queue and starts
+    afresh when a connection is free. A queued stream has not failed; bound the wait
+    with ``timeout(first_token=)`` or ``timeout(total=)`` if it must be."""
+    trace = aiohttp.TraceConfig()
+    trace.on_connection_queued_start.append(_queued)
+    trace.on_connection_queued_end.append(_dequeued)
+    return trace
 
 
 @functools.cache
