@@ -17,6 +17,7 @@ from ..events import DoneEvent, FinishReason, ReasoningEvent, StreamEvent, Token
 from ..metering import USAGE_ESTIMATED, UsageMeter
 from ..scheduling import stream_scheduler
 from ..stream import LLMStream
+from ..tracing import current_span, record_retry
 
 __all__ = ["Backoff", "retry_on_interrupt"]
 
@@ -208,6 +209,8 @@ class _Retrying:
         self.past_usage = Usage()
         self.past_estimated = False
         self.cause: Exception | None = None
+        # The caller's span when subscribed (tracing on): each retry is an event on it.
+        self.span = current_span()
 
     def start(self) -> abc.DisposableBase:
         self._run_attempt()
@@ -339,6 +342,7 @@ class _Retrying:
         self.past_estimated = self.past_estimated or estimated
         retry_after = error.retry_after if isinstance(error, RxllmError) else None
         wait = self.backoff.delay(self.attempt, retry_after=retry_after)
+        record_retry(self.span, self.attempt + 1, error, wait)
         timers = stream_scheduler(self.scheduler)
         self.current.disposable = timers.schedule_relative(wait, lambda _s, _t: self._run_attempt())
         return True
