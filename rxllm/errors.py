@@ -14,6 +14,8 @@ and rxllm's own ``retry_on_interrupt`` can act on them by class::
     │   ├── RateLimitedError            429 / RESOURCE_EXHAUSTED             (retryable)
     │   ├── OverloadedError             529 / 503 / UNAVAILABLE              (retryable)
     │   ├── ServerError                 5xx / INTERNAL                       (retryable)
+    │   ├── UnexpectedResponseError     not the API's answer: an HTML page where
+    │   │                               an event stream belongs (a wrong base URL)
     │   └── StreamInterruptedError      the stream broke, timed out reading  (retryable)
     │       │                           or ended before its final event
     │       └── ConnectionFailedError   no connection could be made at all   (retryable)
@@ -64,6 +66,9 @@ table (``rxllm/providers/_common.py`` holds the rules they share)::
     | the provider failed            | 408, other 5xx /        | ServerError            | yes   |
     |                                |   INTERNAL, UNKNOWN,    |                        |       |
     |                                |   DATA_LOSS, ABORTED    |                        |       |
+    | not an event stream: a 200     | 200 text/html, or any   | UnexpectedResponseError| no    |
+    |   HTML page (a wrong base_url, |   content type but      |                        |       |
+    |   a proxy, a captive portal)   |   text/event-stream     |                        |       |
     | an error event mid-stream      | its type or status      | the class of that      |       |
     |   (Anthropic's error event,    |                         |   status, as above     |       |
     |   {"error": ...} data, a gRPC  |                         |                        |       |
@@ -106,6 +111,7 @@ __all__ = [
     "ServerError",
     "StreamInterruptedError",
     "TimeoutError",
+    "UnexpectedResponseError",
     "TimeoutPhase",
 ]
 
@@ -215,6 +221,14 @@ class ServerError(ProviderError):
     """The provider failed internally."""
 
     retryable = True
+
+
+class UnexpectedResponseError(ProviderError):
+    """The server answered, but not as this API does: an HTML page or another content
+    type where an event stream belongs. Usually a ``base_url`` that points at the wrong
+    place (a web page, a missing ``/v1``), a proxy or a captive portal; retrying the
+    same request will not help.
+    """
 
 
 class StreamInterruptedError(ProviderError):

@@ -421,6 +421,22 @@ class ErrorScope:
             model=self.model,
         )
 
+    def expect_event_stream(self, content_type: str | None, status: int | None = None) -> None:
+        """Raise :class:`~rxllm.errors.UnexpectedResponseError` unless the response is a
+        server-sent event stream (an HTML page from a proxy or a wrong ``base_url`` is not,
+        whatever its status)."""
+        kind = (content_type or "").split(";", 1)[0].strip().lower()
+        if kind == "text/event-stream":
+            return
+        raise errors.UnexpectedResponseError(
+            f"the server answered with {kind or 'no content type'} where the {self.vendor} "
+            "API sends an event stream (text/event-stream): check base_url, or a proxy "
+            "between you and the API",
+            provider=self.provider,
+            model=self.model,
+            status=status,
+        )
+
     def incomplete(self, missing: str) -> errors.StreamInterruptedError:
         """A stream that ended (cleanly, as far as the SDK knows) without ``missing``."""
         return errors.StreamInterruptedError(

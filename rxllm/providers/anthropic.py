@@ -197,6 +197,8 @@ class AnthropicProvider(Provider[anthropic.AsyncAnthropic]):
         ) as scope:
             async with client.messages.with_streaming_response.create(**params) as raw:
                 scope.reading = True
+                http = raw.http_response
+                scope.expect_event_stream(http.headers.get("content-type"), http.status_code)
                 # The SDK's own SSE decoder over the body, without a model per event.
                 async for sse in anthropic.AsyncStream.raw_events(raw.http_response):
                     kind = sse.event

@@ -277,6 +277,7 @@ class GeminiProvider(Provider[genai.Client]):
                         )
                         lines = raw._aiter_response_stream()
                         scope.reading = True
+                        scope.expect_event_stream(_content_type(raw.headers))
                     else:
                         lines = _public_stream(client, request.model, contents, config, scope)
                     while True:
@@ -438,6 +439,14 @@ async def _public_stream(
             yield chunk.model_dump(mode="json", by_alias=True, exclude_none=True)
     finally:
         await stream.aclose()  # type: ignore[attr-defined]
+
+
+def _content_type(headers: Any) -> str | None:
+    """The response's content type, from the SDK's headers (a dict, of any key case)."""
+    for key, value in dict(headers or {}).items():
+        if str(key).lower() == "content-type":
+            return str(value)
+    return None
 
 
 def _raise_in_band(data: dict[str, Any], raw: _HttpResponse | None) -> None:

@@ -202,6 +202,7 @@ class OpenAIProvider(Provider[openai.AsyncOpenAI]):
             async with create(**self._params(request)) as response:
                 scope.reading = True
                 http = response.http_response
+                scope.expect_event_stream(http.headers.get("content-type"), http.status_code)
                 finish: str | None = None
                 usage: Mapping[str, Any] | None = None
                 served_model = model

@@ -336,3 +336,77 @@ def test_a_missing_key_is_refused_before_any_request_naming_the_variables(
         registry.provider(vendor.name)
     for variable in vendor.key_env:
         assert variable in str(raised.value)
+
+
+# -- a misbehaving server, beside the emulator -----------------------------------------------
+
+HTTP_VENDORS = [name for name in VENDORS if name == PLUGIN or registry.spec(name).emulator != "xai"]
+MISBEHAVIOUR = {
+    # A web page where the API belongs: a wrong base_url, a proxy, a captive portal.
+    "html": ("text/html; charset=utf-8", b"<!doctype html><html><body>Welcome!</body></html>"),
+    # An event stream whose event is not JSON.
+    "malformed": ("text/event-stream", b"event: content_block_delta\ndata: {not json\n\n"),
+}
+
+
+@pytest_asyncio.fixture
+async def misbehaving() -> AsyncIterator[tuple[str, list[str]]]:
+    """A server on 127.0.0.1 that answers every request with ``MISBEHAVIOUR[<path's mode>]``:
+    the mode is the first path segment, so one server serves both."""
+    from aiohttp import web
+
+    seen: list[str] = []
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        seen.append(request.path)
+        mode = request.match_info["mode"]
+        content_type, body = MISBEHAVIOUR[mode]
+        return web.Response(status=200, body=body, headers={"Content-Type": content_type})
+
+    app = web.Application()
+    app.router.add_route("*", "/{mode}/{tail:.*}", answer)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    yield f"http://127.0.0.1:{port}", seen
+    await runner.cleanup()
+
+
+@pytest.fixture(params=HTTP_VENDORS)
+def http_vendor(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> ProviderSpec:
+    if request.param == PLUGIN:
+        monkeypatch.syspath_prepend(str(PLUGIN_SITE))
+        importlib.invalidate_caches()
+    return registry.spec(request.param)
+
+
+@pytest.mark.parametrize(
+    ("mode", "cls"),
+    [("html", errors.UnexpectedResponseError), ("malformed", errors.StreamInterruptedError)],
+)
+async def test_a_server_that_is_not_the_api_is_the_rule_books_class(
+    http_vendor: ProviderSpec,
+    misbehaving: tuple[str, list[str]],
+    mode: str,
+    cls: type[errors.ProviderError],
+) -> None:
+    root, seen = misbehaving
+    suffix = "/v1" if http_vendor.emulator == "openai" else ""
+    provider = registry.provider(
+        http_vendor.name, api_key=EMULATOR_KEY, base_url=f"{root}/{mode}{suffix}"
+    )
+    try:
+        events, error = await run(provider.stream("Hi", model=model_of(http_vendor)))
+    finally:
+        await provider.aclose()
+    assert len(seen) == 1  # it did reach the server, once
+    assert events == []
+    assert type(error) is cls
+    assert error.retryable is (cls is errors.StreamInterruptedError)
+    if mode == "html":
+        assert "text/html" in str(error)
+        assert "base_url" in str(error)
+    else:
+        assert "malformed event" in str(error)
