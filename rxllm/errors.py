@@ -84,6 +84,9 @@ OUT_OF_RANGE are a 400, UNIMPLEMENTED and ALREADY_EXISTS another 4xx. Output
 streamed before a StreamInterruptedError was delivered; none was before a
 ConnectionFailedError.
 
+A failure no rule claims (a bug, in rxllm or an SDK) is still an rxllm error: a plain
+``ProviderError``, not retryable, with the original exception as its cause.
+
 ``InterruptedError`` is the old name of StreamInterruptedError: it shadowed the
 builtin without being one. It still works, with a DeprecationWarning, until the
 next release.

@@ -16,7 +16,8 @@ event generator::
 The vendor's rows come first, then the rules every vendor shares (``COMMON_RULES``):
 a failed connect, a reset or closed connection, a read timeout, a malformed event, a
 request the SDK refused. rxllm's own errors pass through untouched; an exception no
-rule claims (a bug) propagates unchanged.
+rule claims (a bug) becomes a non-retryable ``ProviderError`` with the original as its
+cause, so every failure of a stream is an rxllm error.
 """
 
 from __future__ import annotations
@@ -345,6 +346,15 @@ class ErrorScope:
         mapped = self.rules.translate(exc, self)
         if mapped is not None:
             raise mapped from exc
+        # No rule claims it: most likely a bug, in rxllm or in an SDK. It still reaches
+        # the consumer as an rxllm error (every failure of a stream is one), not
+        # retryable, with the original as its cause for the traceback.
+        raise errors.ProviderError(
+            f"unexpected failure in the {self.vendor} stream ({self.describe(exc)}); "
+            "please report it",
+            provider=self.provider,
+            model=self.model,
+        ) from exc
 
     # -- what translators build errors with -------------------------------------------------
 

@@ -244,9 +244,16 @@ def test_before_reading_a_bad_value_is_a_request_the_sdk_refused(failure: Except
     assert not error.retryable
 
 
-def test_before_reading_a_lookup_or_attribute_error_is_a_bug_and_propagates() -> None:
-    for bug in (KeyError("x"), AttributeError("x"), ZeroDivisionError("x")):
-        assert mapped(bug) is bug
+def test_what_no_rule_claims_is_still_an_rxllm_error_with_the_original_as_cause() -> None:
+    # Most likely a bug: every failure of a stream still reaches the consumer as an
+    # rxllm error (issue 10), not retryable, keeping the original for the traceback.
+    for bug in (KeyError("x"), AttributeError("x"), ZeroDivisionError(f"x {KEY}")):
+        error = mapped(bug)
+        assert type(error) is errors.ProviderError
+        assert error.__cause__ is bug
+        assert not error.retryable
+        assert type(bug).__name__ in str(error)
+        assert KEY not in str(error)
 
 
 def test_the_key_never_reaches_a_message() -> None:
