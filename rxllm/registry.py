@@ -450,13 +450,7 @@ def _load(entry: _Entry) -> ProviderSpec:
     """The entry's spec, importing a plugin's entry point the first time."""
     if isinstance(entry.target, ProviderSpec):
         return entry.target
-    try:
-        loaded = metadata.EntryPoint(entry.name, entry.target, ENTRY_POINT_GROUP).load()
-    except (ImportError, AttributeError, ValueError) as error:
-        raise ConfigurationError(
-            f"provider {entry.name!r} ({entry.origin}) cannot be loaded from "
-            f"{entry.target!r}: {error}"
-        ) from error
+    loaded = _import(entry.name, entry.target, origin=entry.origin)
     found = _as_spec(loaded, origin=entry.origin)
     if found.name != entry.name:
         raise ConfigurationError(
@@ -467,6 +461,16 @@ def _load(entry: _Entry) -> ProviderSpec:
         entry.target = found
     catalog.add_models(found.models)
     return found
+
+
+def _import(name: str, target: str, *, origin: str) -> Any:
+    """What ``"module:attribute"`` names, imported (an entry point's value, a mapper)."""
+    try:
+        return metadata.EntryPoint(name, target, ENTRY_POINT_GROUP).load()
+    except (ImportError, AttributeError, ValueError) as error:
+        raise ConfigurationError(
+            f"provider {name!r} ({origin}) cannot be loaded from {target!r}: {error}"
+        ) from error
 
 
 def _as_spec(target: object, *, origin: str) -> ProviderSpec:
@@ -486,16 +490,9 @@ def _as_spec(target: object, *, origin: str) -> ProviderSpec:
 
 
 def _mapper(vendor: ProviderSpec, *, origin: str) -> _ProviderClass:
-    if not isinstance(vendor.mapper, str):
-        cls = vendor.mapper
-    else:
-        try:
-            cls = metadata.EntryPoint(vendor.name, vendor.mapper, ENTRY_POINT_GROUP).load()
-        except (ImportError, AttributeError, ValueError) as error:
-            raise ConfigurationError(
-                f"provider {vendor.name!r} ({origin}) cannot be loaded from "
-                f"{vendor.mapper!r}: {error}"
-            ) from error
+    cls = vendor.mapper
+    if isinstance(cls, str):
+        cls = _import(vendor.name, cls, origin=origin)
     if not (isinstance(cls, type) and issubclass(cls, Provider)):
         raise ConfigurationError(f"{origin}: {cls!r} is not a rxllm Provider subclass")
     return cls
