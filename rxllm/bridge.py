@@ -26,12 +26,19 @@ keep it; :meth:`StreamRun.stop` ends that run with an error of its choosing, the
 same way a dispose ends it (cancelled at its wait, cleanup to its end) except
 that the observer hears the error. A provider does this when it is closed while
 its streams run: their connections close and they end with ``CancelledError``.
+
+Blocking consumers never wait on the thread of a running event loop: the stream
+may need that very loop (an emulator or an SDK client living on it), so blocking
+there would hang for good. ``Observable.run()`` on a bridged stream, and rxllm's
+blocking helpers (:func:`refuse_blocking_on_loop_thread`), raise
+:class:`BlockingCallInEventLoopError` at once instead, naming the async form.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextvars import ContextVar
@@ -45,15 +52,50 @@ from reactivex.scheduler.eventloop import AsyncIOScheduler
 from .errors import CancelledError
 
 __all__ = [
+    "BlockingCallInEventLoopError",
     "Demand",
     "StreamRun",
     "background_loop",
     "current_stream",
     "demand_scope",
     "from_async_iterable",
+    "refuse_blocking_on_loop_thread",
 ]
 
 _T = TypeVar("_T")
+
+
+class BlockingCallInEventLoopError(RuntimeError):
+    """A blocking call was made on a thread that runs an event loop.
+
+    Waiting there would stop that loop, and a stream that needs it (the emulator
+    ``await rxllm.connect(...)`` starts in Jupyter, an SDK client made on it)
+    would never end. The message names the async form to use instead.
+    """
+
+
+def refuse_blocking_on_loop_thread(call: str, instead: str) -> None:
+    """Raise :class:`BlockingCallInEventLoopError` if this thread runs an event loop.
+
+    Args:
+        call: what was called, e.g. ``"rxllm.collect_sync()"``.
+        instead: the async form to use, e.g. ``"await rxllm.collect(stream)"``.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    raise BlockingCallInEventLoopError(
+        f"{call} blocks, and this thread runs an event loop (a Jupyter cell, async code) "
+        f"that the stream may need, so it would never return: use {instead} instead"
+    )
+
+
+# The scheduler ``Observable.run()`` subscribes with when given none: how the bridge
+# tells a blocking ``run()`` from other subscriptions. RxPY keeps it private.
+_BLOCKING_RUN_SCHEDULER: object = getattr(
+    importlib.import_module("reactivex.run"), "_default_scheduler", None
+)
 
 
 class Demand:
@@ -228,6 +270,11 @@ def from_async_iterable(factory: Callable[[], AsyncIterator[_T]]) -> reactivex.O
     def subscribe(
         observer: abc.ObserverBase[_T], scheduler: abc.SchedulerBase | None = None
     ) -> abc.DisposableBase:
+        if scheduler is not None and scheduler is _BLOCKING_RUN_SCHEDULER:
+            refuse_blocking_on_loop_thread(
+                "Observable.run()",
+                "`await rxllm.collect(stream)` or `async for event in rxllm.aiter(stream)`",
+            )
         loop = _target_loop(scheduler)
         demand = _current_demand.get()
         disposed = False

@@ -5,11 +5,15 @@ fresh machine with no key at all, and use the real services as soon as keys
 are set. It always says which: one notice per provider ("anthropic: no
 ANTHROPIC_API_KEY set, using the local emulator at http://127.0.0.1:…").
 
-Two forms, for the two places it is used:
+Three forms, for the places it is used:
 
-- ``async with connect(*specs) as models:`` (scripts, the command line): the
-  emulator, if one is needed, is started for the block and stopped after it,
-  and every provider is closed.
+- ``async with connect(*specs) as models:`` (async scripts, the command line):
+  the emulator, if one is needed, is started for the block and stopped after
+  it, and every provider is closed.
+- ``with connect(*specs) as models:`` (plain scripts): the same, run on rxllm's
+  background loop, so the blocking helpers (``rxllm.collect_sync``,
+  ``rxllm.iterate``) work on the models inside the block. On a thread that runs
+  an event loop it raises at once (use one of the async forms there).
 - ``models = await connect(*specs)`` (Jupyter, any long-lived loop): the
   models stay bound; providers without a key share one emulator per event
   loop, started the first time it is needed and kept running for the loop.
@@ -29,12 +33,13 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from . import config, registry
+from .bridge import background_loop, refuse_blocking_on_loop_thread
 from .errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -42,6 +47,8 @@ if TYPE_CHECKING:
     from .provider import Provider
 
 __all__ = ["Connection", "Route", "connect", "stop_shared_emulator"]
+
+_R = TypeVar("_R")
 
 _EMULATOR_KEY = "emulator-key"
 """What rxllm presents to an emulator it started itself (which accepts any key)."""
@@ -138,7 +145,8 @@ class Connection(Sequence[registry.BoundModel]):
 
 
 class _Connecting:
-    """What :func:`connect` returns: awaitable (stays open) and an async context manager."""
+    """What :func:`connect` returns: awaitable (stays open), and a context manager (async or
+    blocking) that closes what it opened."""
 
     def __init__(
         self,
@@ -185,6 +193,45 @@ class _Connecting:
         if self._connection is not None:
             await self._connection.aclose()
 
+    def __enter__(self) -> Connection:
+        refuse_blocking_on_loop_thread(
+            "`with rxllm.connect(...)`",
+            "`async with rxllm.connect(...)` or `await rxllm.connect(...)`",
+        )
+        # The emulator and the providers live on rxllm's background loop, where
+        # collect_sync and iterate run the streams: that loop never waits on this thread.
+        binding = _bind(
+            self._specs,
+            self._emulate,
+            self._notice,
+            self._options,
+            self._emulator_options,
+            shared=False,
+        )
+        self._connection = _wait_on_background_loop(binding)
+        return self._connection
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._connection is not None:
+            _wait_on_background_loop(self._connection.aclose())
+
+
+def _wait_on_background_loop(coroutine: Coroutine[Any, Any, _R]) -> _R:
+    """Run ``coroutine`` on rxllm's background loop and wait for it in this thread."""
+    future = asyncio.run_coroutine_threadsafe(coroutine, background_loop())
+    try:
+        return future.result()
+    except BaseException:
+        # Ctrl-C while waiting: cancel it, so that what it started is cleaned up (_bind
+        # stops an emulator it started and closes the providers it built when cancelled).
+        future.cancel()
+        raise
+
 
 def connect(
     *specs: str,
@@ -208,6 +255,12 @@ def connect(
     Raises:
         ConfigurationError: a malformed spec, an unknown provider or model, or a
             provider with no key that the emulator does not speak.
+        rxllm.bridge.BlockingCallInEventLoopError: ``with connect(...)`` on a thread
+            that runs an event loop (use ``async with`` or ``await`` there).
+
+    Example:
+        >>> with rxllm.connect("anthropic:claude-haiku-4-5") as (claude,):
+        ...     print(rxllm.collect_sync(claude.stream("Hi", max_tokens=20)).text)
     """
     if not specs:
         raise ValueError("connect() needs at least one 'provider:model'")

@@ -11,8 +11,12 @@ call is one run of the stream (one request, for a provider's stream):
   under a slow consumer.
 
 The async forms run the stream on the running event loop; the blocking forms
-run it on rxllm's private background loop thread, so they also work from a
-Jupyter cell or any thread without a loop.
+run it on rxllm's private background loop thread, from any thread that runs no
+event loop. On a thread that does (a Jupyter cell, a coroutine) they raise
+:class:`~rxllm.bridge.BlockingCallInEventLoopError` at once, naming the async
+form: blocking there would stop the very loop the stream may need (the emulator
+that ``await rxllm.connect(...)`` starts, an SDK client made on that loop), and
+the call would never return.
 
 When the connection closes: at the stream's end, or as soon as Python says the
 consumer is done with the iterator: ``close()``/``aclose()``, leaving its
@@ -37,7 +41,7 @@ from typing import Final
 from reactivex import Observable, abc
 from reactivex.scheduler.eventloop import AsyncIOThreadSafeScheduler
 
-from .bridge import Demand, background_loop, demand_scope
+from .bridge import Demand, background_loop, demand_scope, refuse_blocking_on_loop_thread
 from .events import StreamEvent
 from .result import StreamResult
 
@@ -262,9 +266,14 @@ class BlockingEventIterator(Iterator[StreamEvent]):
     def __next__(self) -> StreamEvent:
         if self._finished:
             raise StopIteration
+        # Checked at each wait, not when built: an iterator made in async code may be
+        # handed to a worker thread (``asyncio.to_thread(next, events)``).
+        refuse_blocking_on_loop_thread(
+            "next() on rxllm.iterate()", "`async for event in rxllm.aiter(stream)`"
+        )
         if self._subscription is None:
-            # Never the caller's loop: blocking it while its own loop runs the stream
-            # would deadlock (a Jupyter cell calling ``iterate``).
+            # Never the caller's loop, even from a thread with none: the subscription
+            # must not depend on where ``next()`` happens to be called.
             scheduler = AsyncIOThreadSafeScheduler(background_loop())
             self._subscription = _subscribe(self._observable, self._channel, scheduler)
         item = self._channel.take_blocking()
@@ -345,12 +354,14 @@ def iterate(
     """Iterate a stream's events with a blocking ``for``, for scripts.
 
     The stream runs on rxllm's private background loop thread; the same bounded
-    buffer as :func:`aiter` applies. The request is cancelled and its connection
-    closed when the iterator is closed: ``close()``, leaving a ``with`` block, or
-    garbage collection, which in CPython is at once when a ``for`` loop that alone
-    held it is left (``for e in rxllm.iterate(s): break``). An iterator kept in a
-    variable keeps its request open after ``break`` until one of those happens; use
-    ``with`` for that.
+    buffer as :func:`aiter` applies. In async code or a Jupyter cell, use
+    :func:`aiter`: ``next()`` on a thread that runs an event loop raises. The
+    request is cancelled and its connection closed when the iterator is closed:
+    ``close()``, leaving a ``with`` block, or garbage collection, which in CPython
+    is at once when a ``for`` loop that alone held it is left
+    (``for e in rxllm.iterate(s): break``). An iterator kept in a variable keeps
+    its request open after ``break`` until one of those happens; use ``with`` for
+    that.
 
     Args:
         observable: The stream, e.g. ``provider.stream(request)``.
@@ -361,6 +372,8 @@ def iterate(
 
     Raises:
         ValueError: ``buffer`` is less than 1.
+        rxllm.bridge.BlockingCallInEventLoopError: ``next()`` was called on a
+            thread that runs an event loop (use :func:`aiter` there).
 
     Example:
         >>> for event in rxllm.iterate(provider.stream("Hi")):
@@ -397,6 +410,9 @@ async def collect(observable: Observable[StreamEvent]) -> StreamResult:
 def collect_sync(observable: Observable[StreamEvent]) -> StreamResult:
     """Blocking :func:`collect`, for scripts: runs on rxllm's private background loop.
 
+    In async code or a Jupyter cell, ``await rxllm.collect(...)`` instead: this
+    raises at once on a thread that runs an event loop rather than block it.
+
     Args:
         observable: The stream, e.g. ``provider.stream(request)``.
 
@@ -407,9 +423,12 @@ def collect_sync(observable: Observable[StreamEvent]) -> StreamResult:
         rxllm.errors.RxllmError: The stream failed (the error on the stream, or
             the first in-band ``ErrorEvent``).
         rxllm.errors.StreamInterruptedError: The stream completed without a ``done`` event.
+        rxllm.bridge.BlockingCallInEventLoopError: Called on a thread that runs an
+            event loop.
 
     Example:
         >>> print(rxllm.collect_sync(provider.stream("Hi")).text)
     """
+    refuse_blocking_on_loop_thread("rxllm.collect_sync()", "`await rxllm.collect(stream)`")
     with iterate(observable) as events:
         return StreamResult.from_events(list(events))

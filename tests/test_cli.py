@@ -29,6 +29,10 @@ MODELS = {
     "grok": "grok:grok-4",
 }
 _CLEARED = ("_API_KEY", "_BASE_URL")
+SLOW_AND_LONG = "~tps=10,words=2000"
+"""Emulator knobs for a reply that only Ctrl-C ends: minutes long, on any machine."""
+DEADLINE = 60
+"""Seconds to wait for what must happen; a loaded machine is slow, never this slow."""
 
 
 def cli_env(emu: Emulator | None = None, *, key: str = EMULATOR_KEY) -> dict[str, str]:
@@ -243,7 +247,9 @@ def test_emulate_forces_the_emulator_even_with_keys(
 def test_ctrl_c_stops_the_stream_closes_the_connection_and_prints_partial_usage(
     provider: str, emulator_thread: Emulator, tmp_path: Path
 ) -> None:
-    spec = MODELS[provider] + "~tps=10"
+    # The behaviour, not the machine's speed: a reply long enough (minutes at 10 tokens/s)
+    # that only Ctrl-C can end it, and deadlines generous enough for a loaded machine.
+    spec = MODELS[provider] + SLOW_AND_LONG
     process = start(
         ["stream", "Tell me a long story", "-m", spec], cli_env(emulator_thread), tmp_path
     )
@@ -251,22 +257,19 @@ def test_ctrl_c_stops_the_stream_closes_the_connection_and_prints_partial_usage(
         assert process.stdout is not None
         first = process.stdout.read(1)  # the first token has arrived
         assert first
-        sent = time.monotonic()
         process.send_signal(signal.SIGINT)
-        out, err = process.communicate(timeout=10)
-        took = time.monotonic() - sent
+        out, err = process.communicate(timeout=DEADLINE)
     finally:
         if process.poll() is None:
             process.kill()
     assert process.returncode == 130
-    assert took < 3
     assert (first + out).decode("utf-8", "replace").strip()
     stderr = err.decode()
     assert "stopped · partial usage:" in stderr
     assert "(estimated)" in stderr
     assert "Traceback" not in stderr
     # the server saw the client go away, before the reply was complete
-    (record,) = emulator_thread.wait_for_disconnects(1, timeout=5)
+    (record,) = emulator_thread.wait_for_disconnects(1, timeout=DEADLINE)
     assert record.disconnected
     assert not record.completed
 
@@ -274,10 +277,10 @@ def test_ctrl_c_stops_the_stream_closes_the_connection_and_prints_partial_usage(
 def test_ctrl_c_stops_every_lane_of_a_compare(emulator_thread: Emulator, tmp_path: Path) -> None:
     args = ["compare", "Tell me a long story"]
     for spec in MODELS.values():
-        args += ["-m", spec + "~tps=10"]
+        args += ["-m", spec + SLOW_AND_LONG]
     process = start(args, cli_env(emulator_thread), tmp_path)
     try:
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + DEADLINE
         while not (
             len(emulator_thread.requests) == 4
             and all(r.events_sent >= 3 for r in emulator_thread.requests)
@@ -285,14 +288,15 @@ def test_ctrl_c_stops_every_lane_of_a_compare(emulator_thread: Emulator, tmp_pat
             assert time.monotonic() < deadline, "the lanes did not start"
             time.sleep(0.05)
         process.send_signal(signal.SIGINT)
-        out, err = process.communicate(timeout=10)
+        out, err = process.communicate(timeout=DEADLINE)
     finally:
         if process.poll() is None:
             process.kill()
     assert process.returncode == 130
-    records = emulator_thread.wait_for_disconnects(4, timeout=5)
+    records = emulator_thread.wait_for_disconnects(4, timeout=DEADLINE)
     assert sorted(r.dialect for r in records) == ["anthropic", "gemini", "openai", "xai"]
+    assert not any(r.completed for r in records)  # every lane was cut before its reply ended
     stderr = err.decode()
     for spec in MODELS.values():
-        assert f"{spec}~tps=10 stopped · partial usage:" in stderr
-        assert f"│ {spec}~tps=10 " in out.decode()  # the table of what each lane had
+        assert f"{spec}{SLOW_AND_LONG} stopped · partial usage:" in stderr
+        assert f"│ {spec}{SLOW_AND_LONG} " in out.decode()  # the table of what each lane had

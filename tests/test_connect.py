@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-import pytest
+import asyncio
+from collections.abc import Callable
 
+import pytest
+from reactivex import operators as ops
+
+import rxllm
+from rxllm.bridge import BlockingCallInEventLoopError
 from rxllm.connect import Connection, connect, stop_shared_emulator
 from rxllm.emulator import Emulator
 from rxllm.errors import ConfigurationError
+from rxllm.operators import take_tokens
 from rxllm.testing import EMULATOR_KEY
 
 FOUR = ("anthropic:claude-haiku-4-5", "openai:gpt-5-mini", "gemini:gemini-2.5-flash", "grok:grok-4")
@@ -161,3 +168,91 @@ async def test_a_failure_after_the_emulator_started_stops_it_and_closes_the_prov
     assert started[0]._runner is None, "the emulator kept running"
     assert started[0]._xai is None
     assert sorted(closed) == ["anthropic", "openai"]
+
+
+# -- blocking: `with connect(...)` in scripts, and never blocking a running loop ------------
+
+
+def test_with_connect_in_a_script_serves_the_blocking_helpers_and_closes_on_exit(
+    started: list[Emulator], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rxllm.provider import Provider
+
+    closed: list[str] = []
+    aclose = Provider.aclose
+
+    async def recording_aclose(self: Provider[object]) -> None:
+        closed.append(self.name)
+        await aclose(self)
+
+    monkeypatch.setattr(Provider, "aclose", recording_aclose)
+    said: list[str] = []
+    with connect(*FOUR, notice=said.append) as models:
+        assert models.emulated == ["anthropic", "openai", "gemini", "grok"]
+        for model in models:
+            assert rxllm.collect_sync(model.stream("Hi", max_tokens=3)).usage.completion_tokens == 3
+            events = list(rxllm.iterate(model.stream("Hi", max_tokens=2)))
+            assert [e.type for e in events].count("token") == 2
+            assert events[-1].type == "done"
+        last = models["grok"].stream("Hi", max_tokens=2).pipe(ops.to_list()).run()[-1]
+        assert last.type == "done"
+        emulator = models.emulator
+        assert emulator is not None
+        assert len(emulator.requests) == 9
+    assert said[0].startswith("anthropic: no ANTHROPIC_API_KEY set, using the local emulator at")
+    assert started == [emulator]
+    assert emulator._runner is None, "the emulator kept running"
+    assert emulator._xai is None
+    assert sorted(closed) == ["anthropic", "gemini", "grok", "openai"]
+
+
+def test_with_connect_that_fails_leaves_no_emulator_running(started: list[Emulator]) -> None:
+    def failing_notice(line: str) -> None:
+        raise RuntimeError("the notice failed")
+
+    with (
+        pytest.raises(RuntimeError, match="the notice failed"),
+        connect(FOUR[0], notice=failing_notice),
+    ):
+        pass  # pragma: no cover
+    assert len(started) == 1
+    assert started[0]._runner is None, "the emulator kept running"
+
+
+@pytest.mark.timeout(60)  # the failure this guards against is a hang
+def test_blocking_calls_after_await_connect_raise_at_once_and_the_loop_keeps_serving() -> None:
+    # A Jupyter cell: `await connect(...)` starts the shared emulator on this very loop, so
+    # a blocking call here would wait for a server that can no longer run.
+    async def cell() -> list[str]:
+        connection = await connect(FOUR[1], notice=None)
+        (gpt,) = connection
+        messages: list[str] = []
+        try:
+            blocking: list[Callable[[], object]] = [
+                lambda: rxllm.collect_sync(gpt.stream("Hi", max_tokens=2)),
+                lambda: next(rxllm.iterate(gpt.stream("Hi", max_tokens=2))),
+                lambda: gpt.stream("Hi", max_tokens=2).run(),
+                lambda: gpt.stream("Hi", max_tokens=2).pipe(take_tokens(1)).run(),
+            ]
+            for call in blocking:
+                with pytest.raises(BlockingCallInEventLoopError) as raised:
+                    call()
+                messages.append(str(raised.value))
+            with (
+                pytest.raises(BlockingCallInEventLoopError, match=r"async with rxllm\.connect"),
+                connect(FOUR[0], notice=None),
+            ):
+                pass  # pragma: no cover
+            result = await rxllm.collect(gpt.stream("Hi", max_tokens=2))
+            assert result.usage.completion_tokens == 2
+            assert connection.emulator is not None
+            assert len(connection.emulator.requests) == 1  # only the awaited stream asked
+        finally:
+            await connection.aclose()
+            await stop_shared_emulator()
+        return messages
+
+    messages = asyncio.run(cell())
+    assert "await rxllm.collect(" in messages[0]
+    assert "async for event in rxllm.aiter(" in messages[1]
+    assert all("event loop" in message for message in messages)

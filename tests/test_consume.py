@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import gc
 import threading
+from collections.abc import Callable
 
 import pytest
 import reactivex
+from reactivex import operators as ops
 
 import rxllm
 from rxllm import (
@@ -15,11 +17,13 @@ from rxllm import (
     ErrorEvent,
     FinishReason,
     ReasoningEvent,
+    StreamEvent,
     TokenEvent,
     Usage,
     errors,
     from_async_iterable,
 )
+from rxllm.bridge import BlockingCallInEventLoopError
 
 from .sources import EndlessSource, EventSource, done, reply, wait_until_set
 
@@ -249,9 +253,50 @@ def test_iterate_runs_the_stream_off_the_calling_thread() -> None:
     assert source.record.threads[0] is not threading.current_thread()
 
 
-async def test_iterate_inside_a_running_loop_does_not_deadlock() -> None:
-    # A Jupyter cell calling the blocking form: the stream must not need this loop.
+# -- blocking forms on a thread that runs an event loop -------------------------------------
+# Blocking there stops the loop the stream may need (Jupyter's emulator, an SDK client made
+# on it): such a call must raise at once, naming the async form, and start nothing.
+
+BLOCKING_FORMS: dict[str, tuple[Callable[[reactivex.Observable[StreamEvent]], object], str]] = {
+    "collect_sync": (rxllm.collect_sync, "await rxllm.collect("),
+    "iterate": (lambda stream: next(rxllm.iterate(stream)), "rxllm.aiter("),
+    "for over iterate": (lambda stream: list(rxllm.iterate(stream)), "rxllm.aiter("),
+    "run": (lambda stream: stream.run(), "await rxllm.collect("),
+    "piped run": (lambda stream: stream.pipe(ops.to_list()).run(), "rxllm.aiter("),
+}
+
+
+@pytest.mark.timeout(60)  # the failure this guards against is a hang
+@pytest.mark.parametrize("form", list(BLOCKING_FORMS))
+def test_a_blocking_form_inside_asyncio_run_raises_naming_the_async_form(form: str) -> None:
+    block, async_form = BLOCKING_FORMS[form]
     source = EventSource(reply("a", "b"))
-    result = rxllm.collect_sync(from_async_iterable(source))
-    assert result.text == "ab"
-    assert source.record.loops[0] is not asyncio.get_running_loop()
+
+    async def main() -> object:
+        return block(from_async_iterable(source))
+
+    with pytest.raises(BlockingCallInEventLoopError) as raised:
+        asyncio.run(main())
+
+    assert isinstance(raised.value, RuntimeError)
+    assert async_form in str(raised.value)
+    assert source.record.starts == 0  # no request was made
+
+
+@pytest.mark.timeout(60)
+def test_the_blocking_forms_still_work_on_a_worker_thread_of_a_running_loop() -> None:
+    # Made in async code, consumed off the loop thread (asyncio.to_thread): nothing blocks
+    # the loop, so this works.
+    async def main() -> tuple[list[StreamEvent], str, StreamEvent]:
+        events = rxllm.iterate(from_async_iterable(EventSource(reply("a", "b"))))
+        listed = await asyncio.to_thread(list, events)
+        result = await asyncio.to_thread(
+            rxllm.collect_sync, from_async_iterable(EventSource(reply("c")))
+        )
+        last = await asyncio.to_thread(from_async_iterable(EventSource(reply("d"))).run)
+        return listed, result.text, last
+
+    listed, text, last = asyncio.run(main())
+    assert listed == reply("a", "b")
+    assert text == "c"
+    assert last == done()
