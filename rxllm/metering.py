@@ -6,7 +6,10 @@ in their ``done`` event, so for a stream that never got that far rxllm
 *estimates*: one completion token per ``token``/``reasoning`` event seen, and
 (when the source is an :class:`~rxllm.stream.LLMStream`) the prompt as
 ``len(text) // 4`` of its request. Estimated usage is marked with
-``details={"usage_estimated": True}`` on the ``done`` that carries it.
+``details={"usage_estimated": True}`` on the ``done`` that carries it, and its
+``cost`` is the catalog's price of that estimate (``None`` when the model's
+price is not known): the one rule for every operator that ends a stream early
+and for the command line's partial usage.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Any
 
 from reactivex import Observable
 
+from . import catalog
 from .events import DoneEvent, FinishReason, ReasoningEvent, StreamEvent, TokenEvent, Usage
 from .request import StreamRequest
 from .stream import LLMStream
@@ -85,11 +89,12 @@ class UsageMeter:
         if silent_is_free and not self.produced:
             return Usage()
         prompt = estimate_prompt_tokens(self.request) if self.request is not None else 0
-        return Usage(
+        usage = Usage(
             prompt_tokens=prompt,
             completion_tokens=self.token_events + self.reasoning_events,
             reasoning_tokens=self.reasoning_events,
         )
+        return usage.with_cost(catalog.cost(self.provider, self.model, usage))
 
     def done(self, finish_reason: FinishReason, **details: Any) -> DoneEvent:
         """The ``done`` that ends this run early, carrying the (estimated) usage so far."""

@@ -3,6 +3,37 @@
 Each works with ``.pipe(...)`` on any provider's ``Observable[StreamEvent]``::
 
     stream.pipe(take_tokens(200), timeout(first_token=5, idle=10), retry_on_interrupt(3))
+
+Standard ReactiveX operators compose with them. ``LLMStream.pipe`` keeps a
+provider's stream an ``LLMStream`` through every operator: a standard one
+(``ops.filter``, ``ops.do_action``, ``ops.map``...) becomes a stage that is
+re-applied to a continuation, and ``retry_on_interrupt`` is applied to the
+whole stream. The ordering rules that remain (each pinned by a marble test in
+``tests/operators/test_standard_operators.py``):
+
+1. **Anything may go before** ``retry_on_interrupt``: a cut reply is still
+   resumed (the provider is asked to continue), and the operators before it
+   are applied to the continuation too.
+2. **An operator that changes the event type goes after**
+   ``retry_on_interrupt`` (``ops.map(lambda e: e.text)``,
+   ``ops.buffer_with_count(5)``). Before it, resuming is impossible: the retry
+   sends the request again from the start, so delivered output comes again,
+   and says so once with a :class:`~rxllm.stream.NotResumableWarning` naming
+   the operator.
+3. **Before** ``retry_on_interrupt`` **an operator sees each attempt on its
+   own**: ``ops.take(3)``, ``ops.scan``, ``ops.to_list`` start afresh on the
+   continuation. ``take_tokens(n)`` is the exception: it keeps one budget
+   across attempts. To count over the whole reply, put the operator after.
+4. **Last of all:** ``errors_as_events()``. Before ``retry_on_interrupt`` it
+   it turns the error into an event, and the retry never sees one to retry.
+5. **An operator that ends a stream early** (``take_tokens``, ``timeout``,
+   ``cancel_when``) reports the provider, model and estimated prompt of the
+   stream it ended, and the catalog's cost of that estimate, wherever it sits
+   in one ``.pipe`` on a provider's stream (after standard operators or
+   ``retry_on_interrupt`` too). Outside one (applied by hand to a plain
+   Observable, after ``reactivex.merge``, or inside an operator composed with
+   ``reactivex.compose``) it no longer knows them: provider and model are
+   empty and the prompt is not counted.
 """
 
 from __future__ import annotations

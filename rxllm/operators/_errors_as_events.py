@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from reactivex import Observable, abc
+import reactivex
+from reactivex import Observable
+from reactivex import operators as ops
+from reactivex.scheduler import ImmediateScheduler
 
 from ..events import ErrorEvent, StreamEvent
 
@@ -17,7 +20,11 @@ def errors_as_events() -> Callable[[Observable[StreamEvent]], Observable[StreamE
     For fan-out, where one failing lane must not end the others (``merge``,
     ``combine_latest`` and friends end at the first error): each lane carries
     its failure in-band and completes. Events before the error pass through
-    unchanged; a stream that does not fail is not touched.
+    unchanged; a stream that does not fail is not touched. It is RxPY's
+    ``ops.catch`` with the error as its one replacement event.
+
+    Place it last, after ``retry_on_interrupt``: before it, the retry never
+    sees an error to retry.
 
     .. marble::
         :alt: errors_as_events
@@ -34,19 +41,8 @@ def errors_as_events() -> Callable[[Observable[StreamEvent]], Observable[StreamE
         An operator for ``.pipe(...)``.
     """
 
-    def operator(source: Observable[StreamEvent]) -> Observable[StreamEvent]:
-        def subscribe(
-            observer: abc.ObserverBase[StreamEvent],
-            scheduler: abc.SchedulerBase | None = None,
-        ) -> abc.DisposableBase:
-            def on_error(error: Exception) -> None:
-                observer.on_next(ErrorEvent(error))
-                observer.on_completed()
+    def in_band(error: Exception, _source: Observable[StreamEvent]) -> Observable[StreamEvent]:
+        # Immediately, on the thread of the error: no hop to another scheduler in between.
+        return reactivex.return_value(ErrorEvent(error), scheduler=ImmediateScheduler.singleton())
 
-            return source.subscribe(
-                observer.on_next, on_error, observer.on_completed, scheduler=scheduler
-            )
-
-        return Observable(subscribe)
-
-    return operator
+    return ops.catch(in_band)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +17,7 @@ from ..errors import RxllmError
 from ..events import DoneEvent, FinishReason, ReasoningEvent, StreamEvent, TokenEvent, Usage
 from ..metering import USAGE_ESTIMATED, UsageMeter
 from ..scheduling import stream_scheduler
-from ..stream import LLMStream
+from ..stream import LLMStream, NotResumableWarning, applied_as_is
 from ..tracing import current_span, record_retry
 
 __all__ = ["Backoff", "retry_on_interrupt"]
@@ -99,8 +100,8 @@ def retry_on_interrupt(
     - **Before any output**: wait (``backoff``, never less than the error's
       ``retry_after``) and subscribe to the source again.
     - **After output, on an** :class:`~rxllm.stream.LLMStream` (what
-      ``provider.stream(...)`` returns, also after ``timeout``, ``take_tokens``,
-      ``batch_tokens`` or ``rate_limit``, which keep it one): subscribe to
+      ``provider.stream(...)`` returns; ``LLMStream.pipe`` keeps it one through
+      rxllm's and standard ReactiveX operators alike): subscribe to
       ``source.continued(text_so_far, tokens_used=...)``, which asks the same
       provider to continue after the text already delivered (assistant
       prefill). The consumer sees one seamless stream: no text repeated, none
@@ -115,6 +116,12 @@ def retry_on_interrupt(
     they are the model thinking afresh about a different (prefilled) prompt
     and would interleave with text already shown. Their tokens still count
     in usage.
+
+    - **After an operator that changed the event type** (``ops.map`` to text,
+      ``ops.buffer_with_count``): resuming is impossible, so the source is
+      subscribed again from the start and a
+      :class:`~rxllm.stream.NotResumableWarning` naming that operator is
+      issued once. Place such operators after ``retry_on_interrupt``.
 
     The stream ends with one ``done``: the last attempt's, with ``usage``
     summed over all attempts. Attempts cut before their own ``done`` are
@@ -164,7 +171,7 @@ def retry_on_interrupt(
         )
     policy = _as_backoff(backoff)
 
-    def operator(source: Observable[StreamEvent]) -> Observable[StreamEvent]:
+    def retrying(source: Observable[StreamEvent]) -> Observable[StreamEvent]:
         def subscribe(
             observer: abc.ObserverBase[StreamEvent],
             scheduler: abc.SchedulerBase | None = None,
@@ -173,7 +180,14 @@ def retry_on_interrupt(
 
         return Observable(subscribe)
 
-    return operator
+    def operator(source: Observable[StreamEvent]) -> Observable[StreamEvent]:
+        # On the whole stream, not as a stage (it asks the stream itself to continue),
+        # and still an LLMStream, so what follows knows the provider and request.
+        if isinstance(source, LLMStream):
+            return source.around(retrying)
+        return retrying(source)
+
+    return applied_as_is(operator)
 
 
 def _as_backoff(backoff: Backoff | float) -> Backoff:
@@ -206,6 +220,8 @@ class _Retrying:
         self.attempt = 0
         self.delivered: list[str] = []
         self.delivered_any = False
+        self.delivered_other = False  # items that are neither text nor reasoning nor done
+        self.warned = False
         self.past_usage = Usage()
         self.past_estimated = False
         self.cause: Exception | None = None
@@ -283,6 +299,7 @@ class _Retrying:
                 finished = True
                 self.observer.on_next(self._final(event, meter))
             else:
+                self.delivered_other = True
                 self.observer.on_next(event)
 
         def on_error(error: Exception) -> None:
@@ -333,6 +350,7 @@ class _Retrying:
         if not retryable or self.attempt >= self.max_attempts:
             return False
         self.cause = error
+        self._warn_if_replaying()
         if held is not None:
             self.past_usage += held.usage
             estimated = bool(held.details.get(USAGE_ESTIMATED))
@@ -346,6 +364,22 @@ class _Retrying:
         timers = stream_scheduler(self.scheduler)
         self.current.disposable = timers.schedule_relative(wait, lambda _s, _t: self._run_attempt())
         return True
+
+    def _warn_if_replaying(self) -> None:
+        """Say so (once) when output was delivered and the next attempt can only replay it."""
+        if self.warned or not (self.delivered_any or self.delivered_other):
+            return
+        culprit = self.source.not_resumable_because if isinstance(self.source, LLMStream) else None
+        if culprit is None:
+            return
+        self.warned = True
+        warnings.warn(
+            f"retry_on_interrupt cannot resume this stream: {culprit} before it changes the "
+            f"event type, so the request is sent again from the start and its output is "
+            f"delivered again; put {culprit} after retry_on_interrupt to resume instead",
+            NotResumableWarning,
+            stacklevel=2,
+        )
 
     def _diverged(self) -> None:
         """A restarted (non-LLMStream) source did not reproduce the delivered text."""

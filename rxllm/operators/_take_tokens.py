@@ -21,9 +21,12 @@ def take_tokens(n: int) -> Callable[[Observable[StreamEvent]], Observable[Stream
     provider's stream that closes the connection, so generation stops), and
     the stream ends with one ``done`` whose finish reason is ``token_limit``
     and whose usage is estimated from what was seen (see
-    ``details["usage_estimated"]``). Reasoning events pass through and count
-    towards usage but not towards ``n``. A stream with fewer than ``n`` tokens
-    passes through unchanged, its own ``done`` included.
+    ``details["usage_estimated"]``), priced from the catalog when the model's
+    price is known. Provider and model are the stream's, also after standard
+    operators piped before it (``LLMStream.pipe`` keeps it an ``LLMStream``).
+    Reasoning events pass through and count towards usage but not towards
+    ``n``. A stream with fewer than ``n`` tokens passes through unchanged, its
+    own ``done`` included.
 
     .. marble::
         :alt: take_tokens
