@@ -148,7 +148,7 @@ async def _concurrent_sdk(
                 stream=True,
                 stream_options={"include_usage": True},
             )
-            return sum(1 async for c in stream if c.choices and c.choices[0].delta.content)
+            return len([c async for c in stream if c.choices and c.choices[0].delta.content])
 
     elif name == "anthropic":
         import anthropic
@@ -162,7 +162,7 @@ async def _concurrent_sdk(
                 messages=[{"role": "user", "content": prompt}],
                 stream=True,
             )
-            return sum(1 async for e in stream if e.type == "content_block_delta")
+            return len([e async for e in stream if e.type == "content_block_delta"])
 
     else:
         return None
