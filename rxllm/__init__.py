@@ -39,6 +39,7 @@ from .registry import BoundModel, model, model_for_phase, provider, provider_nam
 from .request import Message, StreamRequest
 from .result import StreamResult
 from .stream import LLMStream
+from .usage import UsageTracker
 from .vendors import ProviderSpec
 
 __all__ = [
@@ -84,4 +85,6 @@ __all__ = [
     "LaneResult",
     "connect",
     "notebook",
+    # Usage totals across requests
+    "UsageTracker",
 ]

@@ -34,6 +34,7 @@ from .errors import ConfigurationError, RxllmError
 from .events import DoneEvent, ReasoningEvent, StreamEvent, TokenEvent, Usage
 from .metering import UsageMeter
 from .notebook import metrics_line
+from .usage import UsageTracker
 
 __all__ = ["main"]
 
@@ -158,6 +159,17 @@ def _usage_line(usage: Usage | None, finish: str | None) -> str:
     return (
         f"usage: {usage.prompt_tokens} prompt + {usage.completion_tokens} completion"
         f"{reasoning} = {usage.total_tokens} tokens{cost}{end}"
+    )
+
+
+def _totals_line(tracker: UsageTracker) -> str:
+    """``"total usage: 4 requests · 40 prompt + 60 completion = 100 tokens · $0.000123"``."""
+    total = tracker.total()
+    cost = f" · ${total.cost:.6f}" if total.requests > total.unpriced_requests else ""
+    estimated = " (estimated in part)" if total.estimated else ""
+    return (
+        f"total usage: {total.requests} requests · {total.prompt_tokens} prompt + "
+        f"{total.completion_tokens} completion = {total.total_tokens} tokens{cost}{estimated}"
     )
 
 
@@ -329,7 +341,8 @@ async def _compare(console: Console, errors: Console, args: argparse.Namespace) 
     specs = args.models or _default_models()
     fields = _request_fields(args)
     async with _connect(specs, args, errors) as bound:
-        comparison = compare(args.prompt, list(bound), **fields)
+        tracker = UsageTracker()
+        comparison = compare(args.prompt, list(bound), usage_tracker=tracker, **fields)
         texts: dict[str, list[str]] = {lane: [] for lane in comparison.lanes}
         meters = {lane: UsageMeter(comparison.streams[lane]) for lane in comparison.lanes}
         finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -378,6 +391,7 @@ async def _compare(console: Console, errors: Console, args: argparse.Namespace) 
         if live is None:
             _lane_texts(console, comparison, texts)
         console.print(_summary_table(comparison))
+        errors.print(escape(_totals_line(tracker)))
         if interrupted:
             for lane, meter in meters.items():
                 m = comparison.latest.get(lane)

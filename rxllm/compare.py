@@ -34,7 +34,7 @@ from .request import StreamRequest
 
 if TYPE_CHECKING:
     from .provider import Provider
-    from .stream import LLMStream
+    from .usage import UsageTracker
 
 __all__ = ["Comparison", "LaneEvent", "LaneMetrics", "LaneResult", "compare"]
 
@@ -301,19 +301,27 @@ class Comparison(Observable[LaneEvent]):
 
 
 def compare(
-    prompt_or_request: str | StreamRequest,
-    models: Sequence[Any],
+    prompt_or_request: str | StreamRequest | None = None,
+    models: Sequence[Any] = (),
+    *,
+    usage_tracker: UsageTracker | None = None,
+    tag: str | None = None,
     **request_fields: Any,
 ) -> Comparison:
     """Fan one request out to several models; lanes fail alone, dispose stops them all.
 
     Args:
-        prompt_or_request: the prompt, or a request whose ``model`` each lane replaces.
+        prompt_or_request: the prompt, or a request whose ``model`` each lane replaces;
+            may be left out when ``prompt=`` or ``messages=`` is given.
         models: ``"provider:model"`` strings, or bound models from ``rxllm.model(...)``
             or ``rxllm.connect(...)``. For strings, ``compare`` builds one provider per
             vendor and owns it: release it with ``await comparison.aclose()`` or
             ``async with compare(...) as comparison:``.
-        **request_fields: request fields for every lane (``max_tokens=``, ``system=``...).
+        usage_tracker: counts every lane's usage, under ``tag``
+            (``usage_tracker.summary()`` gives the totals across comparisons).
+        tag: the tag the lanes count under in ``usage_tracker``.
+        **request_fields: any :class:`~rxllm.request.StreamRequest` field for every
+            lane (``messages=``, ``max_tokens=``, ``system=``...).
 
     Example:
         >>> cmp = compare("Explain TCP", models=["anthropic:claude-sonnet-4-6",
@@ -339,6 +347,8 @@ def compare(
         name = f"{bound.provider.name}:{bound.name}"
         if name in streams:
             raise ValueError(f"compare() got {name!r} twice")
-        stream: LLMStream = bound.stream(prompt_or_request, **request_fields)
+        stream: Observable[StreamEvent] = bound.stream(prompt_or_request, **request_fields)
+        if usage_tracker is not None:
+            stream = stream.pipe(usage_tracker.track(tag))
         streams[name] = stream
     return Comparison(streams, owned=list(built.values()))

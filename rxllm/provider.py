@@ -22,26 +22,33 @@ import abc
 import asyncio
 import threading
 import weakref
-from collections.abc import AsyncIterator
-from typing import Any, ClassVar, Generic, TypeVar
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any, ClassVar, Generic, TypeAlias, TypeVar, cast
 
 from pydantic import SecretStr
+from reactivex import Observable
 
 from . import catalog
 from .bridge import StreamRun, current_stream
-from .consume import collect
+from .consume import collect, collect_sync
 from .errors import CancelledError, ConfigurationError
 from .events import DoneEvent, StreamEvent, TokenEvent
+from .operators import RateLimiter, rate_limit
+from .operators import timeout as total_timeout
 from .redaction import check_api_key, protect
 from .request import StreamRequest
 from .result import StreamResult
 from .stream import LLMStream
 from .tracing import traced
+from .usage import UsageTracker
 from .vendors import DEFAULT_MAX_CONNECTIONS, DEFAULT_TIMEOUT, ProviderSpec
 
-__all__ = ["Provider"]
+__all__ = ["Provider", "StreamOperator"]
 
 _Client = TypeVar("_Client")
+
+StreamOperator: TypeAlias = Callable[[Observable[StreamEvent]], Observable[StreamEvent]]
+"""What ``.pipe()`` takes: ``take_tokens(100)``, ``retry_on_interrupt(3)``..."""
 
 
 class Provider(abc.ABC, Generic[_Client]):
@@ -143,6 +150,9 @@ class Provider(abc.ABC, Generic[_Client]):
         # The streams running on those clients (registered by client()): closing stops them.
         self._runs: set[StreamRun] = set()
         self._runs_lock = threading.Lock()
+        # Applied to every stream (see stream()): a shared budget and a usage count.
+        self.limiter: RateLimiter | None = None
+        self.usage_tracker: UsageTracker | None = None
 
     @property
     def name(self) -> str:
@@ -187,29 +197,47 @@ class Provider(abc.ABC, Generic[_Client]):
             self._clients[loop] = client
         return client
 
-    def stream(self, request: StreamRequest | str, **fields: Any) -> LLMStream:
+    def stream(self, request: StreamRequest | str | None = None, **fields: Any) -> LLMStream:
         """A cold ``Observable[StreamEvent]`` for ``request`` (or a prompt and fields).
 
-        Nothing is sent until it is subscribed; each subscription is one request.
+        Every :class:`~rxllm.request.StreamRequest` field can be a keyword
+        (``stream(messages=[...], system=...)``). Nothing is sent until it is
+        subscribed; each subscription is one request. Each waits for this provider's
+        :attr:`limiter` (set from ``requests_per_minute`` / ``tokens_per_minute`` in
+        the configuration by :func:`rxllm.provider`) and counts in its
+        :attr:`usage_tracker`, when they are set; an explicit ``rate_limit(...)``
+        piped on top waits for both budgets.
         """
-        return LLMStream(self, self.request(request, **fields))
+        stream = LLMStream(self, self.request(request, **fields))
+        if self.usage_tracker is not None:
+            stream = cast(LLMStream, self.usage_tracker.track()(stream))
+        if self.limiter is not None:
+            stream = cast(LLMStream, rate_limit(self.limiter)(stream))
+        return stream
 
     def max_tokens(self, request: StreamRequest) -> int | None:
         """The request's ``max_tokens``, else this provider's default (``None``: the API's)."""
         return request.max_tokens if request.max_tokens is not None else self.default_max_tokens
 
-    def request(self, request: StreamRequest | str, **fields: Any) -> StreamRequest:
+    def request(self, request: StreamRequest | str | None = None, **fields: Any) -> StreamRequest:
         """Build and validate a request: a prompt string, or a request with fields replaced.
 
+        Without ``request``, the fields alone make it (``messages=`` or ``prompt=``).
+
         Raises:
-            ValueError: a field is invalid, or ``max_tokens`` is above what the
-                catalog says the model can write.
+            ValueError: a field is invalid, there is neither prompt nor messages,
+                or ``max_tokens`` is above what the catalog says the model can write.
+            TypeError: an unknown field, or a prompt given both ways.
         """
         if isinstance(request, StreamRequest):
             built = request.replace(**fields) if fields else request
         else:
+            if request is not None:
+                if "prompt" in fields:
+                    raise TypeError("got a prompt twice: as the first argument and as prompt=")
+                fields["prompt"] = request
             fields.setdefault("model", self.default_model)
-            built = StreamRequest(prompt=request, **fields)
+            built = StreamRequest(**fields)
         if built.max_tokens is not None:
             known = catalog.info(self.name, built.model)
             if known is not None and built.max_tokens > known.max_output_tokens:
@@ -257,17 +285,74 @@ class Provider(abc.ABC, Generic[_Client]):
                     )
             yield event
 
-    async def complete(self, request: StreamRequest | str, **fields: Any) -> StreamResult:
+    async def complete(
+        self,
+        request: StreamRequest | str | None = None,
+        *,
+        operators: Sequence[StreamOperator] = (),
+        timeout: float | None = None,  # noqa: ASYNC109 - the timeout(total=) operator
+        **fields: Any,
+    ) -> StreamResult:
         """Stream ``request`` to the end and return text, reasoning, usage and finish reason.
 
-        It runs as a stream of its own (through the bridge, like ``stream()``), so
-        closing the provider meanwhile ends it with ``CancelledError`` too.
-        """
-        return await collect(self.stream(request, **fields))
+        Takes what :meth:`stream` takes, plus ``operators`` piped onto the stream in
+        order (``[take_tokens(100), retry_on_interrupt(3)]``) and ``timeout``: a
+        deadline in seconds for the whole call, the ``timeout(total=...)`` operator
+        piped last (unlike a provider's ``timeout=``, a limit per read). It runs as a
+        stream of its own (through the bridge, like ``stream()``), so closing the
+        provider meanwhile ends it with ``CancelledError`` too.
 
-    async def generate(self, request: StreamRequest | str, **fields: Any) -> str:
-        """The whole reply text (the seed's ``generate``)."""
-        return (await self.complete(request, **fields)).text
+        Raises:
+            rxllm.errors.TimeoutError: the deadline passed (phase ``total``).
+        """
+        return await collect(self._pipeline(request, operators, timeout, fields))
+
+    async def generate(
+        self,
+        request: StreamRequest | str | None = None,
+        *,
+        operators: Sequence[StreamOperator] = (),
+        timeout: float | None = None,  # noqa: ASYNC109 - the timeout(total=) operator
+        **fields: Any,
+    ) -> str:
+        """The whole reply text (the seed's ``generate``); arguments as :meth:`complete`.
+
+        Example:
+            >>> await provider.generate("Hi", timeout=30, operators=[take_tokens(100)])
+        """
+        result = await collect(self._pipeline(request, operators, timeout, fields))
+        return result.text
+
+    def generate_sync(
+        self,
+        request: StreamRequest | str | None = None,
+        *,
+        operators: Sequence[StreamOperator] = (),
+        timeout: float | None = None,
+        **fields: Any,
+    ) -> str:
+        """Blocking :meth:`generate`, for scripts (runs on rxllm's background loop,
+        like :func:`rxllm.collect_sync`; from async code, ``await generate()``).
+
+        Example:
+            >>> print(provider.generate_sync("Hi", max_tokens=50))
+        """
+        return collect_sync(self._pipeline(request, operators, timeout, fields)).text
+
+    def _pipeline(
+        self,
+        request: StreamRequest | str | None,
+        operators: Sequence[StreamOperator],
+        timeout: float | None,
+        fields: dict[str, Any],
+    ) -> Observable[StreamEvent]:
+        """The stream of ``request``, through ``operators``, then the ``timeout`` deadline."""
+        stream: Observable[StreamEvent] = self.stream(request, **fields)
+        for operator in operators:
+            stream = operator(stream)
+        if timeout is not None:
+            stream = total_timeout(total=timeout)(stream)
+        return stream
 
     def available_models(self) -> list[str]:
         """Model ids this provider offers, from rxllm's catalog."""

@@ -34,7 +34,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
@@ -44,7 +44,8 @@ from pydantic import SecretStr
 from . import catalog, config
 from .config import Settings
 from .errors import ConfigurationError
-from .provider import Provider
+from .operators import RateLimiter
+from .provider import Provider, StreamOperator
 from .request import StreamRequest
 from .result import StreamResult
 from .stream import LLMStream
@@ -299,7 +300,7 @@ def _build(
         options["max_connections"] = configured.max_connections
     default_model = options.pop("default_model", None) or configured.default_model
     default_max_tokens = options.pop("default_max_tokens", None) or configured.max_tokens
-    return cls(
+    built = cls(
         spec=vendor,
         api_key=credentials.api_key,
         base_url=credentials.base_url,
@@ -307,6 +308,10 @@ def _build(
         default_max_tokens=default_max_tokens,
         **options,
     )
+    rpm, tpm = configured.requests_per_minute, configured.tokens_per_minute
+    if rpm is not None or tpm is not None:  # one budget per provider object, for every stream
+        built.limiter = RateLimiter(requests_per_minute=rpm, tokens_per_minute=tpm)
+    return built
 
 
 def model(
@@ -374,9 +379,15 @@ def model_for_phase(phase: str, **options: Any) -> BoundModel:
 class BoundModel:
     """One model of one provider: what ``rxllm.model("provider:model")`` returns.
 
-    ``stream``, ``complete`` and ``generate`` take a prompt or a
-    :class:`~rxllm.request.StreamRequest` plus request fields, like the
-    provider's own methods, with ``model`` set to this model.
+    ``stream``, ``complete``, ``generate`` and ``generate_sync`` take a prompt
+    or a :class:`~rxllm.request.StreamRequest` plus request fields (or the
+    fields alone: ``stream(messages=[...])``), like the provider's own methods,
+    with ``model`` set to this model; the provider's limiter and usage tracker
+    apply.
+
+    Example:
+        >>> gpt = rxllm.model("openai:gpt-5-mini")
+        >>> gpt.generate_sync("Hi", timeout=30, operators=[take_tokens(100)])
     """
 
     provider: Provider[Any]
@@ -388,22 +399,61 @@ class BoundModel:
         """``"provider:model"``."""
         return f"{self.provider.name}:{self.name}"
 
-    def request(self, request: StreamRequest | str, **fields: Any) -> StreamRequest:
+    def request(self, request: StreamRequest | str | None = None, **fields: Any) -> StreamRequest:
         """The request this model would send for ``request`` and ``fields``."""
         fields.setdefault("model", self.name)
         return self.provider.request(request, **fields)
 
-    def stream(self, request: StreamRequest | str, **fields: Any) -> LLMStream:
+    def stream(self, request: StreamRequest | str | None = None, **fields: Any) -> LLMStream:
         """A cold ``Observable[StreamEvent]``: nothing is sent until it is subscribed."""
-        return LLMStream(self.provider, self.request(request, **fields))
+        return self.provider.stream(self.request(request, **fields))
 
-    async def complete(self, request: StreamRequest | str, **fields: Any) -> StreamResult:
-        """Stream to the end: text, reasoning, usage and finish reason."""
-        return await self.provider.complete(self.request(request, **fields))
+    async def complete(
+        self,
+        request: StreamRequest | str | None = None,
+        *,
+        operators: Sequence[StreamOperator] = (),
+        timeout: float | None = None,  # noqa: ASYNC109 - the timeout(total=) operator
+        **fields: Any,
+    ) -> StreamResult:
+        """Stream to the end: text, reasoning, usage and finish reason.
 
-    async def generate(self, request: StreamRequest | str, **fields: Any) -> str:
-        """The whole reply text."""
-        return (await self.complete(request, **fields)).text
+        ``operators`` are piped onto the stream in order; ``timeout`` is a deadline
+        in seconds for the whole call (see :meth:`Provider.complete`).
+        """
+        return await self.provider.complete(
+            self.request(request, **fields), operators=operators, timeout=timeout
+        )
+
+    async def generate(
+        self,
+        request: StreamRequest | str | None = None,
+        *,
+        operators: Sequence[StreamOperator] = (),
+        timeout: float | None = None,  # noqa: ASYNC109 - the timeout(total=) operator
+        **fields: Any,
+    ) -> str:
+        """The whole reply text; arguments as :meth:`complete`.
+
+        Example:
+            >>> await claude.generate("Hi", timeout=30)  # TimeoutError after 30 s in all
+        """
+        return await self.provider.generate(
+            self.request(request, **fields), operators=operators, timeout=timeout
+        )
+
+    def generate_sync(
+        self,
+        request: StreamRequest | str | None = None,
+        *,
+        operators: Sequence[StreamOperator] = (),
+        timeout: float | None = None,
+        **fields: Any,
+    ) -> str:
+        """Blocking :meth:`generate`, for scripts (like :func:`rxllm.collect_sync`)."""
+        return self.provider.generate_sync(
+            self.request(request, **fields), operators=operators, timeout=timeout
+        )
 
     def info(self) -> catalog.ModelInfo | None:
         """What the catalog knows about this model (limits, prices), if anything."""

@@ -44,6 +44,7 @@ PUBLIC_API = [
     "LaneResult",
     "connect",
     "notebook",
+    "UsageTracker",
 ]
 
 

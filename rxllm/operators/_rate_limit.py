@@ -33,6 +33,7 @@ from ._timers import release_timers
 
 if TYPE_CHECKING:
     from ..config import Settings
+    from ..vendors import ProviderSpec
 
 __all__ = ["RateLimiter", "rate_limit"]
 
@@ -157,23 +158,31 @@ class RateLimiter:
         self._lock = threading.RLock()
 
     @classmethod
-    def for_provider(cls, name: str, *, settings: Settings | None = None) -> RateLimiter | None:
+    def for_provider(
+        cls, name: str | ProviderSpec, *, settings: Settings | None = None
+    ) -> RateLimiter | None:
         """The process-wide limiter configured for provider ``name`` (``None`` if unlimited).
 
         Limits come from configuration (``requests_per_minute`` / ``tokens_per_minute``
         in the provider's table of ``rxllm.toml``, ``[tool.rxllm]`` or ``RXLLM_*``).
         Every call for the same provider and limits returns the same limiter, so all
-        streams to that provider share one budget.
+        streams to that provider share one budget. A provider built by
+        :func:`rxllm.provider` already has a limiter of its own from the same
+        settings (``provider.limiter``), applied to each of its streams.
+
+        ``name`` is one of rxllm's vendors (or an alias), or any vendor's
+        :class:`~rxllm.vendors.ProviderSpec` (``rxllm.registry.spec(name)`` for a plugin).
 
         Example:
             >>> limiter = RateLimiter.for_provider("openai")
             >>> stream.pipe(rate_limit(limiter)) if limiter else stream
         """
-        from .. import config, registry
+        from .. import config, vendors
 
-        vendor = registry.spec(name)
-        canonical = vendor.name
-        configured = (settings or config.settings()).provider(canonical, *vendor.aliases)
+        vendor = name if isinstance(name, vendors.ProviderSpec) else _builtin(name)
+        canonical = vendor.name if vendor is not None else str(name)
+        aliases = vendor.aliases if vendor is not None else ()
+        configured = (settings or config.settings()).provider(canonical, *aliases)
         rpm, tpm = configured.requests_per_minute, configured.tokens_per_minute
         if rpm is None and tpm is None:
             return None
@@ -378,6 +387,14 @@ def rate_limit(
         return Observable(subscribe)
 
     return staged(operator)
+
+
+def _builtin(name: str) -> ProviderSpec | None:
+    """rxllm's own vendor called ``name`` or an alias of it (not a plugin: see for_provider)."""
+    from ..vendors import BUILTIN_SPECS
+
+    key = name.strip().lower()
+    return next((spec for spec in BUILTIN_SPECS if key in spec.names), None)
 
 
 # Limiters built from configuration, one per (provider, limits): shared process-wide.
