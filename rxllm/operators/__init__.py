@@ -34,6 +34,19 @@ whole stream. The ordering rules that remain (each pinned by a marble test in
    Observable, after ``reactivex.merge``, or inside an operator composed with
    ``reactivex.compose``) it no longer knows them: provider and model are
    empty and the prompt is not counted.
+
+Where reactivex already has the operator, rxllm's is built on it
+(``errors_as_events`` is ``ops.catch`` plus one event). The others are not, for
+reasons the LLM part makes more than a thin layer: ``take_tokens`` counts only
+tokens, must close the connection *before* its ``done`` goes out (``ops.take``
+completes first) and keeps one budget across resumed attempts; ``timeout`` has
+three phases with their own clocks and sends a ``done`` before its error
+(``ops.timeout`` has one clock and no ``done``); ``cancel_when`` must not send the
+request when a trigger has already fired (``ops.take_until`` subscribes the
+source first) and ends with a ``done``; ``race``/``hedge`` pick the first *token*,
+not the first item or error as ``reactivex.amb`` does, and report the losers'
+usage; ``batch_tokens`` flushes before any other event and never loses or repeats
+the last batch when the timer and the end race (``buffer_with_time_or_count``).
 """
 
 from __future__ import annotations
