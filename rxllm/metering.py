@@ -87,7 +87,7 @@ class UsageMeter:
         if self.final is not None:
             return self.final.usage
         if silent_is_free and not self.produced:
-            return Usage()
+            return Usage(cost=0.0)  # rejected before any output: nothing to pay
         prompt = estimate_prompt_tokens(self.request) if self.request is not None else 0
         usage = Usage(
             prompt_tokens=prompt,

@@ -147,7 +147,15 @@ async def test_a_soak_of_random_faults_gives_exactly_the_uninterrupted_text(
             rx.retry_on_interrupt(4, backoff=rx.Backoff(initial=0.01, maximum=0.05)),
         )
         result = await rxllm.collect(stream)
-        return clean.text, result.text, int(result.details.get("attempts", 1))
+        attempts = int(result.details.get("attempts", 1))
+        # Usage is summed over the attempts: never less than one clean run's (an attempt
+        # refused before any output is free), and still priced.
+        assert result.usage.completion_tokens >= clean.usage.completion_tokens
+        assert result.usage.prompt_tokens >= clean.usage.prompt_tokens
+        assert clean.usage.cost is not None
+        assert result.usage.cost is not None
+        assert result.usage.cost >= clean.usage.cost
+        return clean.text, result.text, attempts
 
     try:
         outcomes = await asyncio.gather(*(one(i) for i in range(12)))

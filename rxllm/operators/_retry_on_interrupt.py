@@ -222,7 +222,8 @@ class _Retrying:
         self.delivered_any = False
         self.delivered_other = False  # items that are neither text nor reasoning nor done
         self.warned = False
-        self.past_usage = Usage()
+        # Zero, and priced at zero: a sum whose parts all have a cost keeps one.
+        self.past_usage = Usage(cost=0.0)
         self.past_estimated = False
         self.cause: Exception | None = None
         # The caller's span when subscribed (tracing on): each retry is an event on it.

@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
+from rxllm import catalog as rxllm_catalog
 from rxllm import errors, registry
 from rxllm.emulator import Emulator
 from rxllm.events import DoneEvent, ReasoningEvent, StreamEvent, TokenEvent
@@ -297,6 +298,9 @@ async def test_retry_on_interrupt_resumes_a_cut_reply_without_losing_or_repeatin
     assert text_of(events) == TEXT
     done = only_done(events)
     assert done.details.get("attempts") == 2
+    if rxllm_catalog.info(vendor.name, model_of(vendor)) is not None:
+        assert done.usage.cost is not None  # summed over both attempts, still priced
+        assert done.usage.cost > 0
     assert len(emulator.requests) == 2
     assert emulator.requests[1].body != emulator.requests[0].body  # a continuation, not a replay
 
