@@ -292,13 +292,14 @@ async def _soak(name: str, urls: dict[str, str], streams: int, seed: int) -> dic
     rng = random.Random(seed)
     provider = _provider(name, urls, timeout=5)
     mismatched = 0
+    usage_short = 0
     failed: dict[str, int] = {}
     attempts_total = 0
     try:
         semaphore = asyncio.Semaphore(100)
 
         async def one(i: int) -> None:
-            nonlocal mismatched, attempts_total
+            nonlocal mismatched, attempts_total, usage_short
             prompt = f"Soak {i}"
             fault = rng.choice(FAULTS)
             knobs: dict[str, object] = {"fault": fault, "times": rng.randint(1, 2), "words": 80}
@@ -320,6 +321,14 @@ async def _soak(name: str, urls: dict[str, str], streams: int, seed: int) -> dic
             attempts_total += int(result.details.get("attempts", 1))
             if result.text != clean.text:
                 mismatched += 1
+            # Usage summed over the attempts: at least one clean run's, and priced.
+            usage, once = result.usage, clean.usage
+            if (
+                usage.completion_tokens < once.completion_tokens
+                or usage.prompt_tokens < once.prompt_tokens
+                or (once.cost is not None and (usage.cost is None or usage.cost < once.cost))
+            ):
+                usage_short += 1
 
         await asyncio.gather(*(one(i) for i in range(streams)))
     finally:
@@ -328,6 +337,7 @@ async def _soak(name: str, urls: dict[str, str], streams: int, seed: int) -> dic
         "provider": name,
         "streams": streams,
         "mismatched_text": mismatched,
+        "usage_not_summed": usage_short,
         "failed": failed,
         "attempts": attempts_total,
     }
