@@ -378,6 +378,10 @@ def resolve_credentials(
 # -- sources ------------------------------------------------------------------------------
 
 
+_NOT_PROVIDER_TABLES = frozenset(("phases", "config"))
+"""``RXLLM_PHASES__*`` is the phase map, ``RXLLM_CONFIG`` a file: neither is a provider."""
+
+
 class _RxllmEnvSource(EnvSettingsSource):
     """``RXLLM_*`` variables: ``RXLLM_PHASES__PLAN``, and ``RXLLM_<PROVIDER>__<FIELD>`` for
     any provider (its tables are not declared fields, so they are read here by name).
@@ -392,11 +396,9 @@ class _RxllmEnvSource(EnvSettingsSource):
             if not lower.startswith(prefix) or not value:
                 continue
             table, sep, key = lower[len(prefix) :].partition("__")
-            if sep and table and key and table not in type(self).declared:
+            if sep and table and key and table not in _NOT_PROVIDER_TABLES:
                 values.setdefault(table, {})[key] = value
         return values
-
-    declared = frozenset(("phases", "config"))
 
 
 def _config_file() -> Path:
