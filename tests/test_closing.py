@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 from reactivex import Observable
@@ -18,6 +19,7 @@ from rxllm import TokenEvent, errors, from_async_iterable
 from rxllm.bridge import StreamRun, current_stream
 from rxllm.emulator import Emulator
 from rxllm.events import DoneEvent, StreamEvent
+from rxllm.provider import Provider
 
 from .operators.emulated import NAMES, build, model, text_of
 from .sources import wait_until_set
@@ -67,132 +69,115 @@ def assert_closed_by_the_provider(error: Exception | None, name: str) -> None:
 # -- the provider's aclose() and close() -----------------------------------------------------
 
 
+@pytest.fixture
+async def provider(name: str, emulator: Emulator) -> AsyncIterator[Provider[Any]]:
+    """The provider ``name`` on the emulator, closed again after the test (closing twice
+    is fine: each test closes it once itself)."""
+    built = build(name, emulator)
+    yield built
+    await built.aclose()
+
+
 @pytest.mark.parametrize("name", NAMES)
 async def test_closing_a_provider_mid_stream_ends_the_stream_with_cancelled_and_closes_it(
-    name: str, emulator: Emulator
+    name: str, emulator: Emulator, provider: Provider[Any]
 ) -> None:
-    provider = build(name, emulator)
-    try:
-        lane = Lane(provider.stream("Hi", model=model(name, **SLOW)))
-        await asyncio.wait_for(lane.first_token.wait(), SAFETY)
+    lane = Lane(provider.stream("Hi", model=model(name, **SLOW)))
+    await asyncio.wait_for(lane.first_token.wait(), SAFETY)
 
-        await asyncio.wait_for(provider.aclose(), SAFETY)
+    await asyncio.wait_for(provider.aclose(), SAFETY)
 
-        assert_closed_by_the_provider(await lane.error(), name)
-        assert text_of(lane.events)
-        assert not any(isinstance(e, DoneEvent) for e in lane.events)
-        (request,) = await emulator.wait_for_disconnects_async(1)
-        assert not request.completed
-    finally:
-        await provider.aclose()
+    assert_closed_by_the_provider(await lane.error(), name)
+    assert text_of(lane.events)
+    assert not any(isinstance(e, DoneEvent) for e in lane.events)
+    (request,) = await emulator.wait_for_disconnects_async(1)
+    assert not request.completed
 
 
 @pytest.mark.parametrize("name", NAMES)
 async def test_closing_mid_stream_twenty_times_never_hangs_nor_raises_a_raw_error(
-    name: str, emulator: Emulator
+    name: str, emulator: Emulator, provider: Provider[Any]
 ) -> None:
     # Gemini hung (or raised a bare AssertionError/RuntimeError) in 13 of 20 such closes.
-    provider = build(name, emulator)
-    try:
-        for attempt in range(1, 21):
-            lane = Lane(provider.stream("Hi", model=model(name, **SLOW)))
-            await asyncio.wait_for(lane.first_token.wait(), SAFETY)
+    for attempt in range(1, 21):
+        lane = Lane(provider.stream("Hi", model=model(name, **SLOW)))
+        await asyncio.wait_for(lane.first_token.wait(), SAFETY)
 
-            await asyncio.wait_for(provider.aclose(), SAFETY)
+        await asyncio.wait_for(provider.aclose(), SAFETY)
 
-            assert_closed_by_the_provider(await lane.error(), name)
-            await emulator.wait_for_disconnects_async(attempt)
-        assert len(emulator.disconnects) == len(emulator.requests) == 20
-    finally:
-        await provider.aclose()
+        assert_closed_by_the_provider(await lane.error(), name)
+        await emulator.wait_for_disconnects_async(attempt)
+    assert len(emulator.disconnects) == len(emulator.requests) == 20
 
 
 @pytest.mark.parametrize("name", NAMES)
 async def test_closing_while_the_request_is_being_sent_ends_the_stream_with_cancelled(
-    name: str, emulator: Emulator
+    name: str, emulator: Emulator, provider: Provider[Any]
 ) -> None:
     # Gemini's own session closed under a request being sent: aiohttp's bare
     # ``assert self._connector is not None``.
-    provider = build(name, emulator)
-    try:
-        lane = Lane(provider.stream("Hi", model=model(name, **SLOW)))
-        await asyncio.sleep(0)  # the stream has started and holds the client
+    lane = Lane(provider.stream("Hi", model=model(name, **SLOW)))
+    await asyncio.sleep(0)  # the stream has started and holds the client
 
-        await asyncio.wait_for(provider.aclose(), SAFETY)
+    await asyncio.wait_for(provider.aclose(), SAFETY)
 
-        assert_closed_by_the_provider(await lane.error(), name)
-        assert lane.events == []
-        # Whatever reached the emulator saw its client go away.
-        assert await asyncio.to_thread(emulator.wait_for_idle, SAFETY)
-        assert all(r.disconnected for r in emulator.requests)
-    finally:
-        await provider.aclose()
+    assert_closed_by_the_provider(await lane.error(), name)
+    assert lane.events == []
+    # Whatever reached the emulator saw its client go away.
+    assert await asyncio.to_thread(emulator.wait_for_idle, SAFETY)
+    assert all(r.disconnected for r in emulator.requests)
 
 
 @pytest.mark.parametrize("name", NAMES)
 async def test_closing_stops_every_running_stream_and_spares_finished_ones(
-    name: str, emulator: Emulator
+    name: str, emulator: Emulator, provider: Provider[Any]
 ) -> None:
-    provider = build(name, emulator)
-    try:
-        finished = await rxllm.collect(provider.stream("Hi", model=model(name)))
-        lanes = [Lane(provider.stream("Hi", model=model(name, **SLOW))) for _ in range(3)]
-        for lane in lanes:
-            await asyncio.wait_for(lane.first_token.wait(), SAFETY)
+    finished = await rxllm.collect(provider.stream("Hi", model=model(name)))
+    lanes = [Lane(provider.stream("Hi", model=model(name, **SLOW))) for _ in range(3)]
+    for lane in lanes:
+        await asyncio.wait_for(lane.first_token.wait(), SAFETY)
 
-        await asyncio.wait_for(provider.aclose(), SAFETY)
+    await asyncio.wait_for(provider.aclose(), SAFETY)
 
-        for lane in lanes:
-            assert_closed_by_the_provider(await lane.error(), name)
-        assert finished.text
-        assert len(await emulator.wait_for_disconnects_async(3)) == 3
-        assert sum(r.completed for r in emulator.requests) == 1
-    finally:
-        await provider.aclose()
+    for lane in lanes:
+        assert_closed_by_the_provider(await lane.error(), name)
+    assert finished.text
+    assert len(await emulator.wait_for_disconnects_async(3)) == 3
+    assert sum(r.completed for r in emulator.requests) == 1
 
 
 @pytest.mark.parametrize("name", NAMES)
 async def test_a_closed_provider_streams_again_on_a_new_client(
-    name: str, emulator: Emulator
+    name: str, emulator: Emulator, provider: Provider[Any]
 ) -> None:
-    provider = build(name, emulator)
-    try:
-        lane = Lane(provider.stream("Hi", model=model(name, **SLOW)))
-        await asyncio.wait_for(lane.first_token.wait(), SAFETY)
-        await asyncio.wait_for(provider.aclose(), SAFETY)
-        assert_closed_by_the_provider(await lane.error(), name)
+    lane = Lane(provider.stream("Hi", model=model(name, **SLOW)))
+    await asyncio.wait_for(lane.first_token.wait(), SAFETY)
+    await asyncio.wait_for(provider.aclose(), SAFETY)
+    assert_closed_by_the_provider(await lane.error(), name)
 
-        result = await asyncio.wait_for(
-            rxllm.collect(provider.stream("Hi", model=model(name))), SAFETY
-        )
+    result = await asyncio.wait_for(rxllm.collect(provider.stream("Hi", model=model(name))), SAFETY)
 
-        assert result.text
-    finally:
-        await provider.aclose()
+    assert result.text
 
 
 @pytest.mark.parametrize("name", NAMES)
 async def test_aclose_stops_streams_on_rxllms_background_loop_too(
-    name: str, emulator: Emulator
+    name: str, emulator: Emulator, provider: Provider[Any]
 ) -> None:
     # One provider, two loops: a stream on this loop and a blocking iterate on rxllm's
     # background loop. One aclose() stops both, each on its own loop.
-    provider = build(name, emulator)
-    try:
-        lane = Lane(provider.stream("Hi", model=model(name, **SLOW)))
-        blocking = rxllm.iterate(provider.stream("Hi", model=model(name, **SLOW)))
-        first = await asyncio.wait_for(asyncio.to_thread(next, blocking), SAFETY)
-        await asyncio.wait_for(lane.first_token.wait(), SAFETY)
+    lane = Lane(provider.stream("Hi", model=model(name, **SLOW)))
+    blocking = rxllm.iterate(provider.stream("Hi", model=model(name, **SLOW)))
+    first = await asyncio.wait_for(asyncio.to_thread(next, blocking), SAFETY)
+    await asyncio.wait_for(lane.first_token.wait(), SAFETY)
 
-        await asyncio.wait_for(provider.aclose(), SAFETY)
+    await asyncio.wait_for(provider.aclose(), SAFETY)
 
-        assert_closed_by_the_provider(await lane.error(), name)
-        with pytest.raises(errors.CancelledError, match="provider was closed"):
-            await asyncio.wait_for(asyncio.to_thread(list, blocking), SAFETY)
-        assert isinstance(first, StreamEvent)
-        assert len(await emulator.wait_for_disconnects_async(2)) == 2
-    finally:
-        await provider.aclose()
+    assert_closed_by_the_provider(await lane.error(), name)
+    with pytest.raises(errors.CancelledError, match="provider was closed"):
+        await asyncio.wait_for(asyncio.to_thread(list, blocking), SAFETY)
+    assert isinstance(first, StreamEvent)
+    assert len(await emulator.wait_for_disconnects_async(2)) == 2
 
 
 @pytest.mark.parametrize("name", NAMES)
