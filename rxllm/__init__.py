@@ -25,13 +25,18 @@ from .compare import Comparison, LaneEvent, LaneMetrics, LaneResult, compare
 from .config import configure
 from .connect import connect
 from .consume import aiter, collect, collect_sync, iterate  # noqa: A004 - rxllm.aiter
+from .content import DocumentPart, ImagePart, TextPart, document, image
 from .events import (
     DoneEvent,
     ErrorEvent,
     FinishReason,
+    ObjectEvent,
+    PartialObjectEvent,
     ReasoningEvent,
     StreamEvent,
     TokenEvent,
+    ToolCallDeltaEvent,
+    ToolCallEvent,
     Usage,
 )
 from .provider import Provider
@@ -39,6 +44,8 @@ from .registry import BoundModel, model, model_for_phase, provider, provider_nam
 from .request import Message, StreamRequest
 from .result import StreamResult
 from .stream import LLMStream
+from .structured import ResponseFormat
+from .tools import Tool, ToolCall, tool
 from .usage import UsageTracker
 from .vendors import ProviderSpec
 
@@ -51,10 +58,24 @@ __all__ = [
     "ReasoningEvent",
     "DoneEvent",
     "ErrorEvent",
+    "ToolCallDeltaEvent",
+    "ToolCallEvent",
+    "PartialObjectEvent",
+    "ObjectEvent",
     "Usage",
     "FinishReason",
     "StreamResult",
     "errors",
+    # Tools, structured output and content parts
+    "Tool",
+    "ToolCall",
+    "tool",
+    "ResponseFormat",
+    "TextPart",
+    "ImagePart",
+    "DocumentPart",
+    "image",
+    "document",
     # Streams and the bridge
     "LLMStream",
     "Provider",

@@ -16,9 +16,13 @@ and rxllm's own ``retry_on_interrupt`` can act on them by class::
     │   ├── ServerError                 5xx / INTERNAL                       (retryable)
     │   ├── UnexpectedResponseError     not the API's answer: an HTML page where
     │   │                               an event stream belongs (a wrong base URL)
+    │   ├── ToolArgumentsError          a tool call's arguments are not a JSON object
+    │   ├── StructuredOutputError       the reply does not fit the requested schema
     │   └── StreamInterruptedError      the stream broke, timed out reading  (retryable)
     │       │                           or ended before its final event
     │       └── ConnectionFailedError   no connection could be made at all   (retryable)
+    ├── UnsupportedContentError         a content part the vendor cannot take (also a
+    │                                   ValueError; raised before any request)
     ├── TimeoutError                    rxllm's ``timeout`` operator; ``phase`` is
     │                                   "first_token", "idle" or "total" (idle is retryable);
     │                                   also a builtin ``TimeoutError``
@@ -113,8 +117,11 @@ __all__ = [
     "RxllmError",
     "ServerError",
     "StreamInterruptedError",
+    "StructuredOutputError",
     "TimeoutError",
+    "ToolArgumentsError",
     "UnexpectedResponseError",
+    "UnsupportedContentError",
     "TimeoutPhase",
 ]
 
@@ -234,6 +241,56 @@ class UnexpectedResponseError(ProviderError):
     """
 
 
+class ToolArgumentsError(ProviderError):
+    """A tool call's arguments, complete, are not a JSON object. ``tool_name`` and
+    ``call_id`` say which call, ``arguments`` holds the text the model sent."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        tool_name: str,
+        call_id: str | None = None,
+        arguments: str = "",
+        provider: str | None = None,
+        model: str | None = None,
+    ) -> None:
+        super().__init__(message, provider=provider, model=model)
+        self.tool_name = tool_name
+        self.call_id = call_id
+        self.arguments = arguments
+
+    def _state(self) -> dict[str, object]:
+        return {
+            **super()._state(),
+            "tool_name": self.tool_name,
+            "call_id": self.call_id,
+            "arguments": self.arguments,
+        }
+
+
+class StructuredOutputError(ProviderError):
+    """The reply asked for with ``response_format=`` is not valid JSON or does not fit
+    the schema. ``raw_text`` is the whole reply (already streamed as tokens too);
+    ``errors`` the validation errors, when the JSON parsed."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        raw_text: str,
+        errors: list[dict[str, object]] | None = None,
+        provider: str | None = None,
+        model: str | None = None,
+    ) -> None:
+        super().__init__(message, provider=provider, model=model)
+        self.raw_text = raw_text
+        self.errors = errors or []
+
+    def _state(self) -> dict[str, object]:
+        return {**super()._state(), "raw_text": self.raw_text, "errors": self.errors}
+
+
 class StreamInterruptedError(ProviderError):
     """The stream broke, timed out reading, sent a malformed event, or ended early.
 
@@ -279,6 +336,11 @@ class TimeoutError(RxllmError, builtins.TimeoutError):  # noqa: A001 - and a bui
 
     def _state(self) -> dict[str, object]:
         return {**super()._state(), "phase": self.phase}
+
+
+class UnsupportedContentError(RxllmError, ValueError):
+    """A message part the vendor cannot take (a PDF for a vendor without documents, an
+    image URL a vendor will not fetch): raised before any request, naming both."""
 
 
 class CancelledError(RxllmError):

@@ -5,10 +5,18 @@ exactly one ``done`` event (usage and finish reason), or with an error on Rx's
 error channel. ``error`` events exist for in-band use, where one failing lane
 must not end the others (see ``rxllm.operators.errors_as_events``).
 
+Beyond text, a stream may carry tool calls and structured output:
+
+- ``tool_call_delta`` events carry a fragment of one call's arguments (JSON
+  text) as it arrives, and one ``tool_call`` event follows when that call is
+  complete, with its arguments parsed, always before ``done``;
+- ``partial_object`` events carry the reply parsed so far when the request
+  asked for structured output (``response_format=``), and one ``object`` event
+  before ``done`` carries the validated object.
+
 Events are frozen, slotted dataclasses tagged by ``type`` so that both
 ``match event: case TokenEvent(text=t)`` and ``if event.type == "token"`` work.
-New kinds (tool-call deltas) will be new classes in the union; code that
-ignores unknown ``type`` values keeps working.
+Code that ignores unknown ``type`` values keeps working when kinds are added.
 """
 
 from __future__ import annotations
@@ -22,9 +30,13 @@ __all__ = [
     "DoneEvent",
     "ErrorEvent",
     "FinishReason",
+    "ObjectEvent",
+    "PartialObjectEvent",
     "ReasoningEvent",
     "StreamEvent",
     "TokenEvent",
+    "ToolCallDeltaEvent",
+    "ToolCallEvent",
     "Usage",
 ]
 
@@ -107,6 +119,58 @@ class ReasoningEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class ToolCallDeltaEvent:
+    """A fragment of a tool call, as it streams.
+
+    ``index`` numbers the calls of one reply from 0 in the order they start;
+    ``id`` and ``name`` are set on the first fragment of a call (and ``None``
+    after, on vendors that send them once). Concatenating the ``arguments`` of
+    one index gives that call's arguments as JSON text.
+    """
+
+    index: int
+    arguments: str
+    id: str | None = None
+    name: str | None = None
+    type: Literal["tool_call_delta"] = field(default="tool_call_delta", init=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallEvent:
+    """One complete tool call, its arguments parsed; sent as soon as the call is complete.
+
+    ``server_side`` marks a tool the vendor runs itself (xAI's web search,
+    Anthropic's server tools): reported, never run locally (``run_tools`` skips
+    it), its result already part of the vendor's reply.
+    """
+
+    id: str
+    name: str
+    arguments: Mapping[str, Any]
+    index: int = 0
+    server_side: bool = False
+    type: Literal["tool_call"] = field(default="tool_call", init=False)
+
+
+@dataclass(frozen=True, slots=True)
+class PartialObjectEvent:
+    """Structured output parsed so far: the JSON value the reply's text makes up to now
+    (strings may be cut short; never validated). Sent whenever it changes."""
+
+    value: Any
+    type: Literal["partial_object"] = field(default="partial_object", init=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectEvent:
+    """Structured output, complete and validated: the pydantic instance when a model
+    class was asked for, else the JSON value. Sent once, before ``done``."""
+
+    value: Any
+    type: Literal["object"] = field(default="object", init=False)
+
+
+@dataclass(frozen=True, slots=True)
 class DoneEvent:
     """The last event of every stream: usage and why it ended.
 
@@ -130,4 +194,13 @@ class ErrorEvent:
     type: Literal["error"] = field(default="error", init=False)
 
 
-StreamEvent: TypeAlias = TokenEvent | ReasoningEvent | DoneEvent | ErrorEvent
+StreamEvent: TypeAlias = (
+    TokenEvent
+    | ReasoningEvent
+    | ToolCallDeltaEvent
+    | ToolCallEvent
+    | PartialObjectEvent
+    | ObjectEvent
+    | DoneEvent
+    | ErrorEvent
+)

@@ -31,7 +31,8 @@ from reactivex import Observable
 from . import catalog
 from .bridge import StreamRun, current_stream
 from .consume import collect, collect_sync
-from .errors import CancelledError, ConfigurationError
+from .content import DocumentPart, ImagePart
+from .errors import CancelledError, ConfigurationError, UnsupportedContentError
 from .events import DoneEvent, StreamEvent, TokenEvent
 from .operators import RateLimiter, rate_limit
 from .operators import timeout as total_timeout
@@ -39,6 +40,8 @@ from .redaction import check_api_key, protect
 from .request import StreamRequest
 from .result import StreamResult
 from .stream import LLMStream
+from .structured import with_objects
+from .tools import with_complete_calls
 from .tracing import traced
 from .usage import UsageTracker
 from .vendors import DEFAULT_MAX_CONNECTIONS, DEFAULT_TIMEOUT, ProviderSpec
@@ -238,6 +241,7 @@ class Provider(abc.ABC, Generic[_Client]):
                 fields["prompt"] = request
             fields.setdefault("model", self.default_model)
             built = StreamRequest(**fields)
+        self._check_parts(built)
         if built.max_tokens is not None:
             known = catalog.info(self.name, built.model)
             if known is not None and built.max_tokens > known.max_output_tokens:
@@ -246,6 +250,21 @@ class Provider(abc.ABC, Generic[_Client]):
                     f"{known.max_output_tokens:,} tokens {self.name}:{known.id} can write"
                 )
         return built
+
+    def _check_parts(self, request: StreamRequest) -> None:
+        """Refuse a message part this vendor cannot take, naming both (no request made)."""
+        for number, message in enumerate(request.messages):
+            for part in message.parts:
+                if isinstance(part, ImagePart | DocumentPart):
+                    kind = part.type if part.data is not None else f"{part.type}_url"
+                    if kind not in self.content_parts:
+                        takes = ", ".join(sorted(self.content_parts)) or "text only"
+                        raise UnsupportedContentError(
+                            f"{self.name} cannot take {part.describe()} in messages[{number}]; "
+                            f"it takes: {takes}",
+                            provider=self.name,
+                            model=request.model,
+                        )
 
     def events(self, request: StreamRequest) -> AsyncIterator[StreamEvent]:
         """The provider's events for one request, with cost filled in from the catalog.
@@ -272,6 +291,10 @@ class Provider(abc.ABC, Generic[_Client]):
             )
         else:
             source = self._events(request)
+        if request.tools:
+            source = with_complete_calls(source, provider=self.name, model=request.model)
+        if request.response_format is not None:
+            source = with_objects(source, request.response_format)
         async for event in source:
             if isinstance(event, DoneEvent) and event.usage.cost is None:
                 cost = catalog.cost(self.name, event.model or request.model, event.usage)

@@ -7,11 +7,21 @@ Both are frozen and validated on construction, so bad input fails with a
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, TypeAlias, get_args
 
-__all__ = ["CONTINUATION_INSTRUCTION", "Message", "ReasoningEffort", "Role", "StreamRequest"]
+from .content import Part, TextPart, as_part, part_to_dict
+from .structured import ResponseFormat
+from .tools import Tool, ToolCall, ToolChoice, as_tool
+
+__all__ = [
+    "CONTINUATION_INSTRUCTION",
+    "Message",
+    "ReasoningEffort",
+    "Role",
+    "StreamRequest",
+]
 
 CONTINUATION_INSTRUCTION = (
     "Your previous reply was cut off. Continue it exactly where it stopped: do not repeat "
@@ -19,7 +29,7 @@ CONTINUATION_INSTRUCTION = (
 )
 """What providers without native assistant prefill send to resume a cut reply."""
 
-Role: TypeAlias = Literal["system", "user", "assistant"]
+Role: TypeAlias = Literal["system", "user", "assistant", "tool"]
 ReasoningEffort: TypeAlias = Literal["low", "medium", "high"]
 
 _ROLES: frozenset[str] = frozenset(get_args(Role))
@@ -28,20 +38,128 @@ _EFFORTS: frozenset[str] = frozenset(get_args(ReasoningEffort))
 
 @dataclass(frozen=True, slots=True)
 class Message:
-    """One turn of a conversation. ``role`` is ``"system"``, ``"user"`` or ``"assistant"``."""
+    """One turn of a conversation.
+
+    ``role`` is ``"system"``, ``"user"``, ``"assistant"`` or ``"tool"``.
+    ``content`` is text, or for a user turn a sequence of parts (strings,
+    :func:`rxllm.image`, :func:`rxllm.document`). An assistant turn may carry the
+    ``tool_calls`` it made (its text may then be empty); a ``"tool"`` turn is one
+    call's result: ``tool_call_id`` names the call, ``name`` the tool, and
+    ``is_error`` says the tool failed (``content`` is then the error).
+
+    Example:
+        >>> Message.tool_result("call_1", "12°C, light rain", name="get_weather")
+    """
 
     role: Role
-    content: str
+    content: str | tuple[Part, ...] = ""
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
+    name: str | None = None
+    is_error: bool = False
 
     def __post_init__(self) -> None:
         if self.role not in _ROLES:
             raise ValueError(f"Message.role must be one of {sorted(_ROLES)}, got {self.role!r}")
-        if not isinstance(self.content, str):
-            raise ValueError(f"Message.content must be a str, got {type(self.content).__name__}")
-        # A continued reply may be cut after whitespace; any other turn needs words.
-        if not (self.content if self.role == "assistant" else self.content.strip()):
+        content = self.content
+        if not isinstance(content, str):
+            if isinstance(content, bytes) or not isinstance(content, Sequence):
+                raise ValueError(
+                    "Message.content must be a str or a list of parts, got "
+                    f"{type(content).__name__}"
+                )
+            parts = tuple(as_part(p, f"Message.content[{i}]") for i, p in enumerate(content))
+            if self.role != "user" and not all(isinstance(p, TextPart) for p in parts):
+                raise ValueError(f"only user messages take images and documents (a {self.role})")
+            # Text alone is kept as a string: the shape every vendor takes.
+            if all(isinstance(p, TextPart) for p in parts):
+                object.__setattr__(self, "content", "".join(p.text for p in parts))  # type: ignore[union-attr]
+            else:
+                object.__setattr__(self, "content", parts)
+        if not isinstance(self.tool_calls, tuple):
+            object.__setattr__(self, "tool_calls", tuple(self.tool_calls))
+        if self.tool_calls and self.role != "assistant":
+            raise ValueError("Message.tool_calls belong to an assistant message")
+        if not all(isinstance(call, ToolCall) for call in self.tool_calls):
+            object.__setattr__(self, "tool_calls", tuple(_as_call(c) for c in self.tool_calls))
+        if self.role == "tool":
+            if not (isinstance(self.tool_call_id, str) and self.tool_call_id):
+                raise ValueError("a tool message needs the tool_call_id of the call it answers")
+        elif self.tool_call_id is not None:
+            raise ValueError("Message.tool_call_id belongs to a tool message")
+        # A continued reply may be cut after whitespace, a call needs no words, a tool may
+        # return nothing; any other turn needs words.
+        text = self.text
+        if self.role == "user" and not isinstance(self.content, str):
+            pass  # parts: an image alone is a question
+        elif self.role in ("user", "system") and not text.strip():
             raise ValueError(f"Message.content must not be empty (a {self.role} message)")
-        _check_text(self.content, "Message.content")
+        elif self.role == "assistant" and not text and not self.tool_calls:
+            raise ValueError("Message.content must not be empty (an assistant message)")
+        _check_text(text, "Message.content")
+
+    @property
+    def text(self) -> str:
+        """The text of the message (its text parts, joined)."""
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(p.text for p in self.content if isinstance(p, TextPart))
+
+    @property
+    def parts(self) -> tuple[Part, ...]:
+        """The content as parts (a string is one text part; none when empty)."""
+        if isinstance(self.content, str):
+            return (TextPart(self.content),) if self.content else ()
+        return self.content
+
+    @classmethod
+    def tool_result(
+        cls, call_id: str, content: str, *, name: str | None = None, is_error: bool = False
+    ) -> Message:
+        """The ``"tool"`` message that answers call ``call_id``."""
+        return cls("tool", content, tool_call_id=call_id, name=name, is_error=is_error)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (images as base64), read back by :meth:`from_dict`."""
+        out: dict[str, Any] = {"role": self.role}
+        if isinstance(self.content, str):
+            out["content"] = self.content
+        else:
+            out["content"] = [part_to_dict(p) for p in self.content]
+        if self.tool_calls:
+            out["tool_calls"] = [call.to_dict() for call in self.tool_calls]
+        if self.tool_call_id is not None:
+            out["tool_call_id"] = self.tool_call_id
+        if self.name is not None:
+            out["name"] = self.name
+        if self.is_error:
+            out["is_error"] = True
+        return out
+
+    @classmethod
+    def from_dict(cls, value: Mapping[str, Any]) -> Message:
+        """The message a dict describes (:meth:`to_dict`'s shape)."""
+        return cls(
+            value["role"],
+            value.get("content", ""),
+            tool_calls=tuple(_as_call(c) for c in value.get("tool_calls") or ()),
+            tool_call_id=value.get("tool_call_id"),
+            name=value.get("name"),
+            is_error=bool(value.get("is_error", False)),
+        )
+
+
+def _as_call(value: object) -> ToolCall:
+    if isinstance(value, ToolCall):
+        return value
+    if isinstance(value, Mapping) and "id" in value and "name" in value:
+        return ToolCall(
+            str(value["id"]),
+            str(value["name"]),
+            dict(value.get("arguments") or {}),
+            bool(value.get("server_side", False)),
+        )
+    raise ValueError(f"a tool call must be a ToolCall or an {{id, name, arguments}} dict: {value!r:.60}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +171,13 @@ class StreamRequest:
     ``messages`` is merged into it by providers that take it separately.
     ``reasoning`` asks for thinking: ``True`` for the provider's default
     budget, or an effort level ``"low" | "medium" | "high"``.
+
+    ``tools`` offers tools (:class:`~rxllm.tools.Tool`, typed functions, pydantic
+    models or dicts), ``tool_choice`` says whether and which to call
+    (``"auto"``, ``"none"``, ``"required"`` or a tool's name) and
+    ``parallel_tool_calls=False`` asks for one call at a time where the vendor
+    lets rxllm say so. ``response_format`` (a pydantic model class or a JSON
+    Schema) asks for structured output (:mod:`rxllm.structured`).
 
     Example:
         >>> StreamRequest(model="claude-sonnet-4-6", prompt="Hi").conversation()
@@ -67,6 +192,10 @@ class StreamRequest:
     max_tokens: int | None = None
     stop: tuple[str, ...] = ()
     reasoning: bool | ReasoningEffort = False
+    tools: tuple[Tool, ...] = ()
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: ResponseFormat | None = None
     options: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
     """Provider-specific extras passed through to the SDK call (advanced)."""
 
@@ -82,6 +211,13 @@ class StreamRequest:
         object.__setattr__(
             self, "messages", tuple(_as_message(m, i) for i, m in enumerate(self.messages))
         )
+        if isinstance(self.tools, str | bytes | Mapping) or not isinstance(self.tools, Sequence):
+            raise ValueError(
+                f"StreamRequest.tools must be a list of tools, got {type(self.tools).__name__}"
+            )
+        object.__setattr__(self, "tools", tuple(as_tool(t) for t in self.tools))
+        if self.response_format is not None:
+            object.__setattr__(self, "response_format", ResponseFormat.of(self.response_format))
         if isinstance(self.stop, str):
             object.__setattr__(self, "stop", (self.stop,))
         else:
@@ -131,6 +267,22 @@ class StreamRequest:
                 "StreamRequest.reasoning must be True, False or one of "
                 f"{sorted(_EFFORTS)}, got {self.reasoning!r}"
             )
+        names = [t.name for t in self.tools]
+        if len(set(names)) != len(names):
+            raise ValueError(f"StreamRequest.tools has two tools with one name: {names}")
+        if self.tool_choice is not None:
+            if not isinstance(self.tool_choice, str):
+                raise ValueError("StreamRequest.tool_choice must be a string")
+            if self.tool_choice not in ("auto", "none", "required") and self.tool_choice not in names:
+                raise ValueError(
+                    "StreamRequest.tool_choice must be 'auto', 'none', 'required' or the name "
+                    f"of an offered tool ({', '.join(names) or 'none offered'}), got "
+                    f"{self.tool_choice!r}"
+                )
+            if self.tool_choice != "none" and not self.tools:
+                raise ValueError(f"StreamRequest.tool_choice={self.tool_choice!r} but no tools")
+        if self.parallel_tool_calls is not None and not isinstance(self.parallel_tool_calls, bool):
+            raise ValueError("StreamRequest.parallel_tool_calls must be True, False or None")
         if not any(m.role == "user" for m in self.conversation()):
             raise ValueError("StreamRequest needs at least one user message or a prompt")
 
@@ -144,7 +296,7 @@ class StreamRequest:
     def system_prompt(self) -> str | None:
         """``system`` and any system messages, joined; ``None`` when there is none."""
         parts = [self.system] if self.system else []
-        parts += [m.content for m in self.messages if m.role == "system"]
+        parts += [m.text for m in self.messages if m.role == "system"]
         return "\n\n".join(parts) if parts else None
 
     def replace(self, **changes: Any) -> StreamRequest:
@@ -158,9 +310,9 @@ class StreamRequest:
         repeating text. ``max_tokens`` is left to the caller to reduce.
         """
         turns = self.conversation()
-        if turns and turns[-1].role == "assistant":
+        if turns and turns[-1].role == "assistant" and not turns[-1].tool_calls:
             last = turns[-1]
-            turns = (*turns[:-1], Message("assistant", last.content + partial))
+            turns = (*turns[:-1], Message("assistant", last.text + partial))
         else:
             turns = (*turns, Message("assistant", partial))
         systems = tuple(m for m in self.messages if m.role == "system")
@@ -180,14 +332,15 @@ class StreamRequest:
     def prefill(self) -> str:
         """The assistant prefill the reply continues from ('' when none)."""
         turns = self.conversation()
-        return turns[-1].content if turns and turns[-1].role == "assistant" else ""
+        last = turns[-1] if turns else None
+        return last.text if last and last.role == "assistant" and not last.tool_calls else ""
 
 
 def _as_message(value: object, index: int) -> Message:
     if isinstance(value, Message):
         return value
-    if isinstance(value, dict) and "role" in value and "content" in value:
-        return Message(value["role"], value["content"])
+    if isinstance(value, Mapping) and "role" in value:
+        return Message.from_dict(value)
     if isinstance(value, tuple | list) and len(value) == 2:
         return Message(value[0], value[1])
     raise ValueError(

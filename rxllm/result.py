@@ -11,18 +11,22 @@ from .events import (
     DoneEvent,
     ErrorEvent,
     FinishReason,
+    ObjectEvent,
     ReasoningEvent,
     StreamEvent,
     TokenEvent,
+    ToolCallEvent,
     Usage,
 )
+from .tools import ToolCall
 
 __all__ = ["StreamResult"]
 
 
 @dataclass(frozen=True, slots=True)
 class StreamResult:
-    """The text, reasoning, usage and finish reason of one finished stream."""
+    """The text, reasoning, usage and finish reason of one finished stream, with the tool
+    calls it made and, for structured output, the validated object."""
 
     text: str
     reasoning: str
@@ -33,6 +37,12 @@ class StreamResult:
     details: Mapping[str, Any] = field(default_factory=dict)
     """The ``done`` event's details: what only some providers or operators report
     (``ignored`` parameters, ``winner``, ``attempts``, ``usage_estimated``, ids...)."""
+    tool_calls: tuple[ToolCall, ...] = ()
+    """The complete tool calls of the reply, in order (``finish_reason`` is then
+    ``tool_calls``)."""
+    object: Any = None
+    """The validated structured output (``response_format=``): the pydantic instance when
+    a model class was given, else the parsed JSON; ``None`` without ``response_format``."""
 
     @classmethod
     def from_events(cls, events: Iterable[StreamEvent]) -> StreamResult:
@@ -44,11 +54,17 @@ class StreamResult:
         text: list[str] = []
         reasoning: list[str] = []
         done: DoneEvent | None = None
+        calls: list[ToolCall] = []
+        value: Any = None
         for event in events:
             if isinstance(event, TokenEvent):
                 text.append(event.text)
             elif isinstance(event, ReasoningEvent):
                 reasoning.append(event.text)
+            elif isinstance(event, ToolCallEvent):
+                calls.append(ToolCall.of(event))
+            elif isinstance(event, ObjectEvent):
+                value = event.value
             elif isinstance(event, DoneEvent):
                 done = event
             elif isinstance(event, ErrorEvent):
@@ -66,4 +82,6 @@ class StreamResult:
             model=done.model,
             provider=done.provider,
             details=done.details,
+            tool_calls=tuple(calls),
+            object=value,
         )

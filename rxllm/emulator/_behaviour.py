@@ -22,7 +22,22 @@ fault          one of :data:`FAULTS`
 after          for mid-stream faults: content events sent before it (default 3)
 retry_after    seconds for ``rate_limited`` (default 1)
 times          apply the fault to the first N matching requests, then succeed
+tool_calls     tool calls per round when the request offers tools (default 1;
+               more are parallel calls, to the offered tools in turn)
+tool_rounds    rounds of tool calls before the model answers in text (default
+               1; 0 answers at once). ``tool_choice`` "required" or a tool's
+               name always calls; "none" never does
+args           the calls' arguments as JSON text (URL-quoted) instead of a
+               value generated from the tool's schema
 =============  ===============================================================
+
+With tools offered, the emulated model calls them (the arguments fit each
+tool's schema) until ``tool_rounds`` rounds of results are in the
+conversation, then answers ``The tools said: <results>.``; a ``reply`` knob
+is the text before the calls. With a response schema, the reply is JSON that
+fits it (``reply`` overrides it, e.g. with a reply that does not fit).
+Mid-stream faults count argument fragments as content events, so
+``fault=drop,after=2`` cuts a call's arguments.
 """
 
 from __future__ import annotations
@@ -77,6 +92,9 @@ class Behaviour:
     after: int = 3
     retry_after: float = 1.0
     times: int | None = None
+    tool_calls: int = 1
+    tool_rounds: int = 1
+    args: str | None = None
 
     @property
     def mid_stream_fault(self) -> Fault | None:
@@ -107,9 +125,9 @@ def parse_knobs(text: str) -> dict[str, Any]:
                 if number < 0:
                     raise ValueError
                 out[key] = number
-            elif key in ("chunk", "words", "after", "times"):
+            elif key in ("chunk", "words", "after", "times", "tool_calls", "tool_rounds"):
                 count = int(value)
-                if count < (1 if key in ("chunk", "words") else 0):
+                if count < (1 if key in ("chunk", "words", "tool_calls") else 0):
                     raise ValueError
                 out[key] = count
             elif key == "reasoning":
