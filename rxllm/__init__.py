@@ -26,6 +26,7 @@ from .config import configure
 from .connect import connect
 from .consume import aiter, collect, collect_sync, iterate  # noqa: A004 - rxllm.aiter
 from .content import DocumentPart, ImagePart, TextPart, document, image
+from .conversation import Conversation
 from .events import (
     DoneEvent,
     ErrorEvent,
@@ -37,6 +38,7 @@ from .events import (
     TokenEvent,
     ToolCallDeltaEvent,
     ToolCallEvent,
+    ToolResultEvent,
     Usage,
 )
 from .provider import Provider
@@ -45,6 +47,7 @@ from .request import Message, StreamRequest
 from .result import StreamResult
 from .stream import LLMStream
 from .structured import ResponseFormat
+from .tool_loop import run_tools
 from .tools import Tool, ToolCall, tool
 from .usage import UsageTracker
 from .vendors import ProviderSpec
@@ -60,6 +63,7 @@ __all__ = [
     "ErrorEvent",
     "ToolCallDeltaEvent",
     "ToolCallEvent",
+    "ToolResultEvent",
     "PartialObjectEvent",
     "ObjectEvent",
     "Usage",
@@ -70,6 +74,8 @@ __all__ = [
     "Tool",
     "ToolCall",
     "tool",
+    "run_tools",
+    "Conversation",
     "ResponseFormat",
     "TextPart",
     "ImagePart",

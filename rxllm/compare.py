@@ -11,6 +11,7 @@ connection.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -28,6 +29,7 @@ from .events import (
     ReasoningEvent,
     StreamEvent,
     TokenEvent,
+    ToolCallEvent,
     Usage,
 )
 from .request import StreamRequest
@@ -54,6 +56,8 @@ class LaneMetrics:
     usage: Usage | None = None
     finish_reason: FinishReason | None = None
     error: str | None = None
+    tool_calls: tuple[str, ...] = ()
+    """The tools the lane's reply called, in order (``name(arguments)``, one line each)."""
 
     @classmethod
     def empty(cls, lane: str) -> LaneMetrics:
@@ -92,6 +96,7 @@ class LaneMetrics:
             "cost_usd": usage.cost if usage else None,
             "elapsed_s": round(self.elapsed, 3),
             "finish_reason": str(self.finish_reason) if self.finish_reason else None,
+            "tool_calls": "; ".join(self.tool_calls) or None,
             "error": self.error,
         }
 
@@ -144,9 +149,22 @@ def _advance(metrics: LaneMetrics, event: StreamEvent, elapsed: float) -> LaneMe
         )
     if isinstance(event, ErrorEvent):
         return replace(metrics, error=one_line(event.error), elapsed=elapsed)
-    return replace(
-        metrics, reasoning_chars=metrics.reasoning_chars + len(event.text), elapsed=elapsed
-    )
+    if isinstance(event, ReasoningEvent):
+        return replace(
+            metrics, reasoning_chars=metrics.reasoning_chars + len(event.text), elapsed=elapsed
+        )
+    if isinstance(event, ToolCallEvent):
+        return replace(metrics, tool_calls=(*metrics.tool_calls, call_line(event)), elapsed=elapsed)
+    return replace(metrics, elapsed=elapsed)
+
+
+def call_line(call: ToolCallEvent) -> str:
+    """``get_weather({"city": "Oslo"})``: a tool call on one line (arguments cut at 80)."""
+    arguments = json.dumps(dict(call.arguments), ensure_ascii=False)
+    if len(arguments) > 80:
+        arguments = arguments[:79] + "…"
+    where = " [server]" if call.server_side else ""
+    return f"{call.name}({arguments}){where}"
 
 
 def one_line(error: BaseException) -> str:

@@ -10,6 +10,8 @@ Beyond text, a stream may carry tool calls and structured output:
 - ``tool_call_delta`` events carry a fragment of one call's arguments (JSON
   text) as it arrives, and one ``tool_call`` event follows when that call is
   complete, with its arguments parsed, always before ``done``;
+- ``tool_result`` events (from :func:`rxllm.run_tools` only) carry what a tool
+  returned, before the next round's reply;
 - ``partial_object`` events carry the reply parsed so far when the request
   asked for structured output (``response_format=``), and one ``object`` event
   before ``done`` carries the validated object.
@@ -37,6 +39,7 @@ __all__ = [
     "TokenEvent",
     "ToolCallDeltaEvent",
     "ToolCallEvent",
+    "ToolResultEvent",
     "Usage",
 ]
 
@@ -153,6 +156,19 @@ class ToolCallEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class ToolResultEvent:
+    """What a tool returned, sent back to the model by :func:`rxllm.run_tools` (which
+    alone emits these, between one round's calls and the next round's reply).
+    ``is_error``: the tool raised, and ``content`` is the error the model is told."""
+
+    id: str
+    name: str
+    content: str
+    is_error: bool = False
+    type: Literal["tool_result"] = field(default="tool_result", init=False)
+
+
+@dataclass(frozen=True, slots=True)
 class PartialObjectEvent:
     """Structured output parsed so far: the JSON value the reply's text makes up to now
     (strings may be cut short; never validated). Sent whenever it changes."""
@@ -199,6 +215,7 @@ StreamEvent: TypeAlias = (
     | ReasoningEvent
     | ToolCallDeltaEvent
     | ToolCallEvent
+    | ToolResultEvent
     | PartialObjectEvent
     | ObjectEvent
     | DoneEvent

@@ -30,7 +30,7 @@ USAGE_ESTIMATED = "usage_estimated"
 
 def estimate_prompt_tokens(request: StreamRequest) -> int:
     """A rough prompt size: four characters per token over the system prompt and turns."""
-    text = (request.system_prompt() or "") + "".join(m.content for m in request.conversation())
+    text = (request.system_prompt() or "") + "".join(m.text for m in request.conversation())
     return len(text) // 4
 
 

@@ -27,8 +27,8 @@ from typing import Any, Protocol
 from reactivex import Observable, abc
 from reactivex.disposable import SerialDisposable
 
-from .compare import Comparison, LaneEvent, LaneMetrics
-from .events import StreamEvent
+from .compare import Comparison, LaneEvent, LaneMetrics, call_line
+from .events import StreamEvent, ToolCallEvent
 from .metering import stream_identity
 from .scheduling import stream_scheduler
 from .stream import LLMStream
@@ -124,6 +124,8 @@ class LiveView:
             state.text.append(event.text)
         elif event.type == "reasoning":
             state.reasoning.append(event.text)
+        elif isinstance(event, ToolCallEvent):
+            state.text.append(f"\n⚙ {call_line(event)}\n")
 
     def render(self) -> str:
         columns = "".join(self._lane_html(name, lane) for name, lane in self.lanes.items())

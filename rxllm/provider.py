@@ -78,6 +78,11 @@ class Provider(abc.ABC, Generic[_Client]):
     (:meth:`StreamRequest.with_continuation_instruction`), and any text the model
     repeats from the end of the cut reply is dropped.
     """
+    content_parts: ClassVar[frozenset[str]] = frozenset()
+    """The message parts beyond text the vendor takes: ``"image"`` (bytes),
+    ``"image_url"``, ``"document"`` (PDF bytes), ``"document_url"``. Any other part
+    is refused before the request (:class:`~rxllm.errors.UnsupportedContentError`).
+    """
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -294,7 +299,7 @@ class Provider(abc.ABC, Generic[_Client]):
         if request.tools:
             source = with_complete_calls(source, provider=self.name, model=request.model)
         if request.response_format is not None:
-            source = with_objects(source, request.response_format)
+            source = with_objects(source, request.response_format, prefill=prefill)
         async for event in source:
             if isinstance(event, DoneEvent) and event.usage.cost is None:
                 cost = catalog.cost(self.name, event.model or request.model, event.usage)

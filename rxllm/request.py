@@ -159,7 +159,9 @@ def _as_call(value: object) -> ToolCall:
             dict(value.get("arguments") or {}),
             bool(value.get("server_side", False)),
         )
-    raise ValueError(f"a tool call must be a ToolCall or an {{id, name, arguments}} dict: {value!r:.60}")
+    raise ValueError(
+        f"a tool call must be a ToolCall or an {{id, name, arguments}} dict: {value!r:.60}"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,7 +275,10 @@ class StreamRequest:
         if self.tool_choice is not None:
             if not isinstance(self.tool_choice, str):
                 raise ValueError("StreamRequest.tool_choice must be a string")
-            if self.tool_choice not in ("auto", "none", "required") and self.tool_choice not in names:
+            if (
+                self.tool_choice not in ("auto", "none", "required")
+                and self.tool_choice not in names
+            ):
                 raise ValueError(
                     "StreamRequest.tool_choice must be 'auto', 'none', 'required' or the name "
                     f"of an offered tool ({', '.join(names) or 'none offered'}), got "

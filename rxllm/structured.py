@@ -103,12 +103,12 @@ def _loc(loc: tuple[int | str, ...]) -> str:
 
 
 async def with_objects(
-    events: AsyncIterator[StreamEvent], response_format: ResponseFormat
+    events: AsyncIterator[StreamEvent], response_format: ResponseFormat, *, prefill: str = ""
 ) -> AsyncIterator[StreamEvent]:
     """``events`` plus ``partial_object`` events as the JSON grows and the ``object`` event
-    before ``done`` (see the module docstring)."""
-    text: list[str] = []
-    size = 0
+    before ``done`` (see the module docstring). ``prefill`` is the reply's start already
+    delivered (a resumed reply): the object is parsed from it plus ``events``' text."""
+    text: list[str] = [prefill] if prefill else []
     last: Any = None
     async for event in events:
         if isinstance(event, DoneEvent):
@@ -118,7 +118,6 @@ async def with_objects(
         yield event
         if isinstance(event, TokenEvent) and event.text:
             text.append(event.text)
-            size += len(event.text)
             try:
                 partial = jiter.from_json(
                     "".join(text).encode(), partial_mode="trailing-strings", cache_mode="keys"

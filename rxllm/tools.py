@@ -278,7 +278,9 @@ def complete_call(
             provider=provider,
             model=model,
         )
-    return ToolCallEvent(id=call_id or f"call_{index}", name=tool_name, arguments=parsed, index=index)
+    return ToolCallEvent(
+        id=call_id or f"call_{index}", name=tool_name, arguments=parsed, index=index
+    )
 
 
 @dataclass(slots=True)

@@ -236,7 +236,9 @@ def _planned_calls(
     if not offered.tools or offered.tool_choice == "none":
         return []
     rounds = sum(
-        1 for i, (role, _) in enumerate(turns) if role == "tool" and (i == 0 or turns[i - 1][0] != "tool")
+        1
+        for i, (role, _) in enumerate(turns)
+        if role == "tool" and (i == 0 or turns[i - 1][0] != "tool")
     )
     forced = offered.tool_choice != "auto"
     if not forced and rounds >= behaviour.tool_rounds:

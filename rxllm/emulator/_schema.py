@@ -44,7 +44,9 @@ def _value(node: Mapping[str, Any], root: Mapping[str, Any], rng: random.Random,
     for key in ("anyOf", "oneOf"):
         options = node.get(key)
         if isinstance(options, list) and options:
-            chosen = next((o for o in options if _resolve(o, root).get("type") != "null"), options[0])
+            chosen = next(
+                (o for o in options if _resolve(o, root).get("type") != "null"), options[0]
+            )
             return _value(chosen, root, rng, depth)
     if isinstance(node.get("allOf"), list) and node["allOf"]:
         return _value(node["allOf"][0], root, rng, depth)
@@ -69,9 +71,9 @@ def _value(node: Mapping[str, Any], root: Mapping[str, Any], rng: random.Random,
         high = int(node.get("maximum", max(low, 100)))
         return rng.randint(low, max(low, high))
     if kind == "number":
-        low = float(node.get("minimum", 0.0))
-        high = float(node.get("maximum", low + 100.0))
-        return round(rng.uniform(low, high), 2)
+        bottom = float(node.get("minimum", 0.0))
+        top = float(node.get("maximum", bottom + 100.0))
+        return round(rng.uniform(bottom, top), 2)
     if kind == "boolean":
         return rng.random() < 0.5
     if kind == "null":

@@ -14,7 +14,16 @@ from reactivex.disposable import Disposable, SerialDisposable, SingleAssignmentD
 
 from .. import errors
 from ..errors import RxllmError
-from ..events import DoneEvent, FinishReason, ReasoningEvent, StreamEvent, TokenEvent, Usage
+from ..events import (
+    DoneEvent,
+    FinishReason,
+    ReasoningEvent,
+    StreamEvent,
+    TokenEvent,
+    ToolCallDeltaEvent,
+    ToolCallEvent,
+    Usage,
+)
 from ..metering import USAGE_ESTIMATED, UsageMeter
 from ..scheduling import stream_scheduler
 from ..stream import LLMStream, NotResumableWarning, applied_as_is
@@ -222,6 +231,11 @@ class _Retrying:
         self.delivered_any = False
         self.delivered_other = False  # items that are neither text nor reasoning nor done
         self.warned = False
+        # Tool calls: those delivered whole (by index), the one cut inside its arguments,
+        # and the calls that were restarted from their first fragment.
+        self.calls_done: set[int] = set()
+        self.open_call: int | None = None
+        self.restarted_calls: list[int] = []
         # Zero, and priced at zero: a sum whose parts all have a cost keeps one.
         self.past_usage = Usage(cost=0.0)
         self.past_estimated = False
@@ -289,6 +303,19 @@ class _Retrying:
                 if not drop_reasoning:
                     self.delivered_any = True
                     self.observer.on_next(event)
+            elif isinstance(event, ToolCallDeltaEvent | ToolCallEvent):
+                # A resumed reply makes its calls again: those delivered whole are not
+                # repeated; a call cut inside its arguments starts again from its first
+                # fragment (which carries its id), as nothing can prefill half a call.
+                if event.index in self.calls_done:
+                    return
+                if isinstance(event, ToolCallEvent):
+                    self.calls_done.add(event.index)
+                    self.open_call = None
+                else:
+                    self.open_call = event.index
+                self.delivered_any = True
+                self.observer.on_next(event)
             elif isinstance(event, DoneEvent):
                 if matched < len(prefix):
                     self._diverged()
@@ -331,6 +358,8 @@ class _Retrying:
         if self.attempt == 1:
             return event
         details: dict[str, Any] = {**event.details, "attempts": self.attempt}
+        if self.restarted_calls:
+            details["tool_calls_restarted"] = list(self.restarted_calls)
         if self.past_estimated:
             details[USAGE_ESTIMATED] = True
         return DoneEvent(
@@ -351,6 +380,9 @@ class _Retrying:
         if not retryable or self.attempt >= self.max_attempts:
             return False
         self.cause = error
+        if self.open_call is not None:
+            self.restarted_calls.append(self.open_call)
+            self.open_call = None
         self._warn_if_replaying()
         if held is not None:
             self.past_usage += held.usage
