@@ -23,7 +23,7 @@ import asyncio
 import inspect
 import json
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias, get_type_hints
 
@@ -97,10 +97,9 @@ class Tool:
                 )
             annotation = hints.get(param.name, Any)
             default = ... if param.default is param.empty else param.default
-            fields[param.name] = (
-                annotation,
-                pydantic.Field(default, description=arg_docs.get(param.name)),
-            )
+            described = arg_docs.get(param.name)
+            info = pydantic.Field(default, description=described) if described else default
+            fields[param.name] = (annotation, info)
         tool_name = name or function.__name__
         model = pydantic.create_model(tool_name, **fields)
         return cls(
@@ -378,33 +377,30 @@ def _clean_schema(schema: dict[str, Any]) -> dict[str, Any]:
     return cleaned
 
 
+_SECTION = re.compile(
+    r"^(Args|Arguments|Parameters|Returns|Raises|Yields|Example|Examples|Note|Notes):\s*$"
+)
+
+
 def _parse_docstring(doc: str) -> tuple[str, dict[str, str]]:
-    """(the text before an ``Args:`` section, each argument's description in it)."""
-    lines = doc.splitlines()
+    """(the text before the first section, each argument's description in ``Args:``)."""
     summary: list[str] = []
     args: dict[str, str] = {}
+    section: str | None = None
     current: str | None = None
-    in_args = False
-    for line in lines:
-        stripped = line.strip()
-        if stripped in ("Args:", "Arguments:", "Parameters:"):
-            in_args = True
+    for line in doc.splitlines():
+        header = _SECTION.match(line)
+        if header:
+            section = header.group(1)
+            current = None
             continue
-        if in_args:
-            if stripped.endswith(":") and not line.startswith((" ", "\t")):
-                in_args = False  # the next section (Returns:, Raises:...)
-                continue
-            match = re.match(r"^\s+(\w+)(?:\s*\([^)]*\))?:\s*(.*)$", line)
-            if match and (current is None or len(line) - len(line.lstrip()) <= 4):
-                current = match.group(1)
-                args[current] = match.group(2).strip()
-            elif current and stripped:
-                args[current] = f"{args[current]} {stripped}".strip()
-            continue
-        if stripped.endswith(":") and stripped in ("Returns:", "Raises:", "Example:", "Examples:"):
-            break
-        summary.append(line)
+        if section is None:
+            summary.append(line)
+        elif section in ("Args", "Arguments", "Parameters"):
+            entry = re.match(r"^\s{0,4}(\w+)(?:\s*\([^)]*\))?:\s*(.*)$", line)
+            if entry:
+                current = entry.group(1)
+                args[current] = entry.group(2).strip()
+            elif current and line.strip():
+                args[current] = f"{args[current]} {line.strip()}".strip()
     return "\n".join(summary).strip(), args
-
-
-ToolFunction: TypeAlias = Callable[..., Any] | Callable[..., Awaitable[Any]]
