@@ -19,7 +19,15 @@ from typing import Any
 from reactivex import Observable
 
 from . import catalog
-from .events import DoneEvent, FinishReason, ReasoningEvent, StreamEvent, TokenEvent, Usage
+from .events import (
+    DoneEvent,
+    FinishReason,
+    ReasoningEvent,
+    StreamEvent,
+    TokenEvent,
+    ToolCallDeltaEvent,
+    Usage,
+)
 from .request import StreamRequest
 from .stream import LLMStream
 
@@ -56,6 +64,8 @@ class UsageMeter:
         self.provider, self.model = stream_identity(source) if source is not None else ("", "")
         self.token_events = 0
         self.reasoning_events = 0
+        self.call_fragments = 0
+        """Tool-call argument fragments: output too, about a token each."""
         self.final: DoneEvent | None = None
         """The provider's own ``done``, once it arrived (then usage is exact)."""
 
@@ -66,11 +76,13 @@ class UsageMeter:
             self.reasoning_events += 1
         elif isinstance(event, DoneEvent):
             self.final = event
+        elif isinstance(event, ToolCallDeltaEvent):
+            self.call_fragments += 1
 
     @property
     def produced(self) -> bool:
-        """Whether any text or reasoning was seen."""
-        return bool(self.token_events or self.reasoning_events)
+        """Whether any text, reasoning or tool call was seen."""
+        return bool(self.token_events or self.reasoning_events or self.call_fragments)
 
     @property
     def estimated(self) -> bool:
@@ -91,7 +103,7 @@ class UsageMeter:
         prompt = estimate_prompt_tokens(self.request) if self.request is not None else 0
         usage = Usage(
             prompt_tokens=prompt,
-            completion_tokens=self.token_events + self.reasoning_events,
+            completion_tokens=self.token_events + self.reasoning_events + self.call_fragments,
             reasoning_tokens=self.reasoning_events,
         )
         return usage.with_cost(catalog.cost(self.provider, self.model, usage))
