@@ -19,6 +19,21 @@ Faithful to the captures in ``tests/fixtures/anthropic`` and the API docs:
   ``max_tokens``), a prefill with thinking on needs a thinking block, and from
   ``anthropic-version: 2026-10-21`` (what anthropic 2.x sends) no ``temperature`` /
   ``top_p`` / ``top_k`` at all.
+- Tools: ``tools`` (custom tools' ``input_schema``; server tools such as
+  ``web_search_20250305`` are accepted and never called), ``tool_choice``
+  (``auto``/``any``/``tool``/``none``; ``disable_parallel_tool_use`` makes one call) and
+  ``output_config.format`` (``json_schema``, strict: every object needs
+  ``additionalProperties: false``) feed the plan. Calls stream as in
+  ``anthropic_tool_use.sse``: a ``tool_use`` block (id ``toolu_01`` + 22 base-62
+  characters, ``input: {}``) opening with an empty ``input_json_delta``, the JSON in
+  fragments, ``content_block_stop``; ``stop_reason: tool_use``. A call cut by
+  ``max_tokens`` never gets its ``content_block_stop`` (``anthropic_tool_use_truncated.sse``).
+  Argument fragments are content events for faults. History is checked as the API does:
+  ``tool_use`` ids need ``tool_result`` blocks in the next (user) turn and results need
+  their ``tool_use``; with thinking on, the turn whose calls are answered must start with
+  a thinking block; forced tool use and thinking do not mix. ``image`` / ``document``
+  blocks (``base64`` with an allowed media type and valid data, or ``url``) are accepted
+  in user turns, a malformed one is the API's 400.
 - Faults (``rxllm.emulator._behaviour``): before the stream as their HTTP errors;
   mid-stream ``drop`` aborts the socket after ``after`` content deltas, ``truncate``
   ends cleanly without ``message_delta``/``message_stop``, ``error_event`` sends the
@@ -37,12 +52,13 @@ import hashlib
 import json
 import os
 import time
+from dataclasses import replace
 from typing import Any
 
 from aiohttp import web
 
 from ._behaviour import KNOB_HEADER
-from ._content import Plan, plan_reply, tokenize
+from ._content import Offered, Plan, PlannedCall, plan_reply, tokenize
 from ._http import SseStream, serve_stream
 from ._state import EmulatorState, Pacer, RecordedRequest
 
@@ -197,6 +213,17 @@ def _text_of(content: Any) -> str | None:
     return "".join(parts)
 
 
+def _tool_turn(messages: list[Any]) -> int:
+    """The index of the assistant turn whose calls the last user turn answers, or -1."""
+    if len(messages) < 2:
+        return -1
+    content = messages[-1].get("content") if isinstance(messages[-1], dict) else None
+    answers = isinstance(content, list) and any(
+        isinstance(b, dict) and b.get("type") == "tool_result" for b in content
+    )
+    return len(messages) - 2 if answers else -1
+
+
 def _first_block_type(content: Any) -> str | None:
     if isinstance(content, list) and content and isinstance(content[0], dict):
         kind = content[0].get("type")
@@ -210,7 +237,14 @@ def _first_block_type(content: Any) -> str | None:
 class _Checked:
     """A validated Messages request."""
 
-    __slots__ = ("conversation", "max_tokens", "stop_sequences", "system", "thinking_budget")
+    __slots__ = (
+        "conversation",
+        "max_tokens",
+        "offered",
+        "stop_sequences",
+        "system",
+        "thinking_budget",
+    )
 
     def __init__(
         self,
@@ -219,7 +253,9 @@ class _Checked:
         max_tokens: int,
         stop_sequences: list[str],
         thinking_budget: int | None,
+        offered: Offered,
     ) -> None:
+        self.offered = offered
         self.conversation = conversation
         self.system = system
         self.max_tokens = max_tokens
@@ -249,20 +285,50 @@ def _validate(body: dict[str, Any], version: str) -> _Checked | str:
     if not messages:
         return "messages: at least one message is required"
     conversation: list[tuple[str, str]] = []
+    open_calls: list[str] = []  # tool_use ids of the previous assistant turn
     for i, message in enumerate(messages):
         if not isinstance(message, dict):
             return f"messages.{i}: Input should be a valid dictionary"
         role = message.get("role")
         if role not in ("user", "assistant"):
             return f"messages.{i}.role: Input should be 'user' or 'assistant'"
-        text = _text_of(message.get("content"))
-        if text is None:
-            return f"messages.{i}.content: Input should be a valid list"
+        turn = _read_turn(i, role, message.get("content"))
+        if isinstance(turn, str):
+            return turn
+        text, calls, results = turn
+        if open_calls:
+            missing = [c for c in open_calls if c not in [r for r, _ in results]]
+            if role != "user" or missing:
+                return (
+                    f"messages.{i - 1}: `tool_use` ids were found without `tool_result` blocks "
+                    f"immediately after: {', '.join(missing or open_calls)}. Each `tool_use` block "
+                    "must have a corresponding `tool_result` block in the next message."
+                )
+        unknown = [r for r, _ in results if r not in open_calls]
+        if unknown:
+            return (
+                f"messages.{i}.content.0: unexpected `tool_use_id` found in `tool_result` "
+                f"blocks: {unknown[0]}. Each `tool_result` block must have a corresponding "
+                "`tool_use` block in the previous message."
+            )
+        open_calls = calls
+        conversation += [("tool", result) for _, result in results]
+        if results and not text:
+            continue
         if conversation and conversation[-1][0] == role == "user":
             # The API merges consecutive user turns; so do we.
             conversation[-1] = (role, conversation[-1][1] + "\n\n" + text)
         else:
             conversation.append((role, text))
+    if open_calls:
+        return (
+            f"messages.{len(messages) - 1}: `tool_use` ids were found without `tool_result` "
+            f"blocks immediately after: {', '.join(open_calls)}. Each `tool_use` block must "
+            "have a corresponding `tool_result` block in the next message."
+        )
+    offered = _offered(body)
+    if isinstance(offered, str):
+        return offered
     system_raw = body.get("system")
     system = None if system_raw is None else _text_of(system_raw)
     if system_raw is not None and system is None:
@@ -308,23 +374,202 @@ def _validate(body: dict[str, Any], version: str) -> _Checked | str:
                     "our documentation at https://docs.claude.com/en/docs/build-with-claude/"
                     "extended-thinking#feature-compatibility"
                 )
-            last = messages[-1]
-            if last.get("role") == "assistant" and _first_block_type(last.get("content")) not in (
+            at = len(messages) - 1
+            if messages[-1].get("role") != "assistant":
+                # Answering tool calls: the turn that made them is the "final" one.
+                at = _tool_turn(messages)
+            last = messages[at] if at >= 0 else {}
+            first = _first_block_type(last.get("content"))
+            if last.get("role") == "assistant" and first not in (
                 "thinking",
                 "redacted_thinking",
             ):
                 return (
-                    f"messages.{len(messages) - 1}.content.0.type: Expected `thinking` or "
-                    "`redacted_thinking`, but "
-                    "found `text`. When `thinking` is enabled, a final `assistant` message must "
-                    "start with a thinking block (preceeding the lastmost set of `tool_use` and "
+                    f"messages.{at}.content.0.type: Expected `thinking` or "
+                    f"`redacted_thinking`, but found `{first}`. When `thinking` is enabled, "
+                    "a final `assistant` message must start with a thinking block "
+                    "(preceeding the lastmost set of `tool_use` and "
                     "`tool_result` blocks). We recommend you include thinking blocks from previous "
                     "turns. To avoid this requirement, disable `thinking`. Please consult our "
                     "documentation at https://docs.claude.com/en/docs/build-with-claude/"
                     "extended-thinking"
                 )
             budget = raw_budget
-    return _Checked(conversation, system, max_tokens, list(stops), budget)
+            if offered.tool_choice not in ("auto", "none"):
+                return "Thinking may not be enabled when tool_choice forces tool use."
+    return _Checked(conversation, system, max_tokens, list(stops), budget, offered)
+
+
+_IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
+_TurnRead = tuple[str, list[str], list[tuple[str, str]]]
+
+
+def _read_turn(i: int, role: str, content: Any) -> _TurnRead | str:
+    """(text, tool_use ids, (tool_use_id, result text) pairs) of one message, or the 400."""
+    if isinstance(content, str):
+        return content, [], []
+    if not isinstance(content, list):
+        return f"messages.{i}.content: Input should be a valid list"
+    texts: list[str] = []
+    calls: list[str] = []
+    results: list[tuple[str, str]] = []
+    for j, block in enumerate(content):
+        where = f"messages.{i}.content.{j}"
+        if not isinstance(block, dict) or not isinstance(block.get("type"), str):
+            return f"{where}: Input should be a valid dictionary"
+        kind = block["type"]
+        if kind == "text":
+            if not isinstance(block.get("text"), str):
+                return f"{where}.text.text: Field required"
+            texts.append(block["text"])
+        elif kind in ("image", "document"):
+            if role != "user":
+                return f"{where}: {kind} blocks are only allowed in user messages"
+            problem = _source_problem(f"{where}.{kind}.source", kind, block.get("source"))
+            if problem:
+                return problem
+        elif kind == "tool_use":
+            if role != "assistant":
+                return f"{where}: tool_use blocks are only allowed in assistant messages"
+            for name in ("id", "name", "input"):
+                if name not in block:
+                    return f"{where}.tool_use.{name}: Field required"
+            if not isinstance(block["input"], dict):
+                return f"{where}.tool_use.input: Input should be a valid dictionary"
+            calls.append(str(block["id"]))
+        elif kind == "tool_result":
+            if role != "user":
+                return f"{where}: tool_result blocks are only allowed in user messages"
+            if not isinstance(block.get("tool_use_id"), str):
+                return f"{where}.tool_result.tool_use_id: Field required"
+            if "is_error" in block and not isinstance(block["is_error"], bool):
+                return f"{where}.tool_result.is_error: Input should be a valid boolean"
+            result = _text_of(block.get("content", ""))
+            if result is None:
+                return f"{where}.tool_result.content: Input should be a valid list"
+            results.append((block["tool_use_id"], result))
+        elif kind not in ("thinking", "redacted_thinking"):
+            return (
+                f"{where}: Input tag '{kind}' found using 'type' does not match any of the "
+                "expected tags"
+            )
+    return "".join(texts), calls, results
+
+
+def _source_problem(where: str, kind: str, source: Any) -> str | None:
+    """The 400 for a malformed image/document ``source``, or None."""
+    if not isinstance(source, dict):
+        return f"{where}: Field required"
+    form = source.get("type")
+    if form == "url":
+        url = source.get("url")
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            return f"{where}.url.url: Input should be a valid URL"
+        return None
+    if form == "base64":
+        media = source.get("media_type")
+        allowed = _IMAGE_TYPES if kind == "image" else ("application/pdf",)
+        if media not in allowed:
+            quoted = ", ".join(f"'{m}'" for m in allowed)
+            return f"{where}.base64.media_type: Input should be {quoted}"
+        data = source.get("data")
+        try:
+            if not isinstance(data, str) or not data:
+                raise ValueError(data)
+            base64.b64decode(data, validate=True)
+        except ValueError:
+            return f"{where}.base64.data: The {kind} data is not valid base64"
+        return None
+    if kind == "document" and form == "text":
+        return None if isinstance(source.get("data"), str) else f"{where}.text.data: Field required"
+    return (
+        f"{where}: Input tag '{form}' found using 'type' does not match any of the expected "
+        "tags: 'base64', 'url'" + (", 'text'" if kind == "document" else "")
+    )
+
+
+def _offered(body: dict[str, Any]) -> Offered | str:
+    """The tools, tool_choice and output format of a request, or the 400."""
+    tools: list[tuple[str, Any]] = []
+    raw_tools = body.get("tools")
+    if raw_tools is not None and not isinstance(raw_tools, list):
+        return "tools: Input should be a valid list"
+    for k, tool in enumerate(raw_tools or []):
+        if not isinstance(tool, dict) or not isinstance(tool.get("name"), str):
+            return f"tools.{k}.custom.name: Field required"
+        if tool.get("type") not in (None, "custom"):
+            continue  # a server tool (web_search_...): the emulated model never calls it
+        schema = tool.get("input_schema")
+        if not isinstance(schema, dict):
+            return f"tools.{k}.custom.input_schema: Field required"
+        if schema.get("type") != "object":
+            return f"tools.{k}.custom.input_schema.type: Input should be 'object'"
+        tools.append((tool["name"], schema))
+    choice = "auto"
+    raw_choice = body.get("tool_choice")
+    if raw_choice is not None:
+        if not isinstance(raw_choice, dict) or raw_choice.get("type") not in (
+            "auto",
+            "any",
+            "tool",
+            "none",
+        ):
+            return (
+                "tool_choice: Input tag does not match any of the expected tags: 'auto', 'any', "
+                "'tool', 'none'"
+            )
+        if not raw_tools and raw_choice["type"] != "none":
+            return "tool_choice may only be specified while providing tools."
+        kind = raw_choice["type"]
+        if kind == "any":
+            choice = "required"
+        elif kind == "tool":
+            name = raw_choice.get("name")
+            if not isinstance(name, str):
+                return "tool_choice.tool.name: Field required"
+            if name not in dict(tools):
+                return f"Tool '{name}' not found in provided tools"
+            choice = name
+        else:
+            choice = kind
+        if "disable_parallel_tool_use" in raw_choice and kind == "none":
+            return "tool_choice.none.disable_parallel_tool_use: Extra inputs are not permitted"
+    schema_out: Any = None
+    config = body.get("output_config")
+    if config is not None:
+        if not isinstance(config, dict):
+            return "output_config: Input should be a valid dictionary"
+        fmt = config.get("format")
+        if fmt is not None:
+            if not isinstance(fmt, dict) or fmt.get("type") != "json_schema":
+                return "output_config.format.type: Input should be 'json_schema'"
+            schema_out = fmt.get("schema")
+            if not isinstance(schema_out, dict):
+                return "output_config.format.schema: Field required"
+            loose = _loose_object(schema_out)
+            if loose is not None:
+                return (
+                    f"output_config.format.schema: For 'object' type, 'additionalProperties' "
+                    f"must be explicitly set to false (at {loose})"
+                )
+    return Offered(tools=tuple(tools), tool_choice=choice, schema=schema_out)
+
+
+def _loose_object(node: Any, where: str = "#") -> str | None:
+    """Where a schema has an object without ``additionalProperties: false`` (strict mode)."""
+    if isinstance(node, dict):
+        if node.get("type") == "object" and node.get("additionalProperties") is not False:
+            return where
+        for key, value in node.items():
+            found = _loose_object(value, f"{where}/{key}")
+            if found:
+                return found
+    elif isinstance(node, list):
+        for k, value in enumerate(node):
+            found = _loose_object(value, f"{where}/{k}")
+            if found:
+                return found
+    return None
 
 
 # -- the reply ---------------------------------------------------------------------------------
@@ -333,16 +578,20 @@ def _validate(body: dict[str, Any], version: str) -> _Checked | str:
 class _Reply:
     """A plan with Anthropic's stop reasons applied (stop sequences cut the text)."""
 
-    __slots__ = ("plan", "stop_reason", "stop_sequence", "text_chunks")
+    __slots__ = ("calls", "plan", "stop_reason", "stop_sequence", "text_chunks")
 
     def __init__(self, plan: Plan, stop_sequences: list[str]) -> None:
         self.plan = plan
-        self.stop_reason = "max_tokens" if plan.finish == "length" else "end_turn"
+        self.stop_reason = {"length": "max_tokens", "tool_calls": "tool_use"}.get(
+            plan.finish, "end_turn"
+        )
         self.stop_sequence: str | None = None
+        self.calls = plan.tool_calls
         stopped, sequence = plan.stopped_at(stop_sequences)
         if sequence is not None:
             self.stop_reason = "stop_sequence"
             self.stop_sequence = sequence
+            self.calls = ()  # the model stopped in its text, before any call
         self.text_chunks = stopped.text_chunks()
 
     @property
@@ -354,6 +603,50 @@ class _Reply:
         if self.stop_sequence is None:
             return self.plan.completion_tokens
         return self.plan.reasoning_tokens + len(tokenize(self.text))
+
+
+def _tool_use_id(call: PlannedCall) -> str:
+    """``toolu_01`` + 22 base-62 characters, like the API's, from the call's key."""
+    number = int(call.key, 16)
+    chars = []
+    for _ in range(22):
+        number, digit = divmod(number, 62)
+        chars.append(_B62[digit])
+    return "toolu_01" + "".join(chars)
+
+
+def _cut(call: PlannedCall) -> bool:
+    """Whether ``max_tokens`` cut the call's arguments (its block then never stops)."""
+    return "".join(call.pieces) != call.arguments
+
+
+def _tool_frames(call: PlannedCall, index: int, chunk: int) -> list[tuple[bytes, int]]:
+    start = {
+        "type": "content_block_start",
+        "index": index,
+        "content_block": {
+            "type": "tool_use",
+            "id": _tool_use_id(call),
+            "name": call.name,
+            "input": {},
+        },
+    }
+    prefix = (
+        'event: content_block_delta\ndata: {"type":"content_block_delta","index":'
+        f'{index},"delta":{{"type":"input_json_delta","partial_json":'
+    ).encode()
+    # As on the wire: the block opens with an empty fragment, then the JSON in pieces.
+    frames = [(_frame("content_block_start", _DUMPS(start)), 0), (_content_event(prefix, ""), 0)]
+    frames += [(_content_event(prefix, part), chunk) for part in _group_pieces(call.pieces, chunk)]
+    if not _cut(call):
+        frames.append(
+            (_frame("content_block_stop", f'{{"type":"content_block_stop","index":{index}}}'), 0)
+        )
+    return frames
+
+
+def _group_pieces(pieces: tuple[str, ...], size: int) -> list[str]:
+    return ["".join(pieces[i : i + size]) for i in range(0, len(pieces), size)]
 
 
 def _message_start(message_id: str, model: str, input_tokens: int) -> bytes:
@@ -416,13 +709,20 @@ def _stream_frames(reply: _Reply, message_id: str, model: str) -> list[tuple[byt
         )
         frames.append((_BLOCK_STOP[0], 0))
         index = 1
-    frames.append((_TEXT_BLOCK_START[index], 0))
-    if index == 0:
-        frames.append((_PING, 0))
-    prefix = _text_delta_prefix(index)
     size = plan.behaviour.chunk
-    frames += [(_content_event(prefix, chunk), size) for chunk in reply.text_chunks]
-    frames += [(_BLOCK_STOP[index], 0), (_message_delta(reply), 0), (_MESSAGE_STOP, 0)]
+    if reply.text_chunks or not reply.calls:
+        frames.append((_TEXT_BLOCK_START[index], 0))
+        if index == 0:
+            frames.append((_PING, 0))
+        prefix = _text_delta_prefix(index)
+        frames += [(_content_event(prefix, chunk), size) for chunk in reply.text_chunks]
+        frames.append((_BLOCK_STOP[index], 0))
+        index += 1
+    for call in reply.calls:
+        calls = _tool_frames(call, index, size)
+        frames += calls[:1] + ([(_PING, 0)] if index == 0 else []) + calls[1:]
+        index += 1
+    frames += [(_message_delta(reply), 0), (_MESSAGE_STOP, 0)]
     return frames
 
 
@@ -433,7 +733,21 @@ def _message_json(reply: _Reply, message_id: str, model: str) -> dict[str, Any]:
         content.append(
             {"type": "thinking", "thinking": thinking, "signature": _signature(thinking)}
         )
-    content.append({"type": "text", "text": reply.text})
+    if reply.text or not reply.calls:
+        content.append({"type": "text", "text": reply.text})
+    for call in reply.calls:
+        try:
+            value = json.loads("".join(call.pieces))
+        except ValueError:
+            value = {}  # cut by max_tokens (or not JSON): what arrived does not parse
+        content.append(
+            {
+                "type": "tool_use",
+                "id": _tool_use_id(call),
+                "name": call.name,
+                "input": value if isinstance(value, dict) else {},
+            }
+        )
     usage: dict[str, Any] = {
         "input_tokens": reply.plan.prompt_tokens,
         "cache_creation_input_tokens": 0,
@@ -557,6 +871,9 @@ class _Handlers:
         if isinstance(checked, str):
             return done(_invalid(checked))
         behaviour = record.behaviour
+        choice = body.get("tool_choice")
+        if isinstance(choice, dict) and choice.get("disable_parallel_tool_use") is True:
+            behaviour = replace(behaviour, tool_calls=min(behaviour.tool_calls, 1))
         plan = plan_reply(
             model=record.model,
             conversation=checked.conversation,
@@ -564,6 +881,7 @@ class _Handlers:
             max_tokens=checked.max_tokens,
             want_reasoning=checked.thinking_budget is not None,
             behaviour=behaviour,
+            offered=checked.offered,
         )
         fault = behaviour.before_stream_fault
         if fault is not None:

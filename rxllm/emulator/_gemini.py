@@ -18,21 +18,43 @@ pretty-printed: a wrong key is **400** ``INVALID_ARGUMENT`` with ``ErrorInfo`` r
 ``API_KEY_INVALID`` (not 401), a missing key 403 ``PERMISSION_DENIED``, a rate limit 429
 ``RESOURCE_EXHAUSTED`` whose ``google.rpc.RetryInfo`` detail carries the delay (the API
 sends no ``Retry-After`` header). A mid-stream error is a ``data: {"error": ...}`` event.
+
+Tools, structured output, content parts (as google-genai sends them: top-level fields
+camelCase, nested ones sometimes snake_case; both are read):
+
+- ``tools[].functionDeclarations[]`` (``parametersJsonSchema``, else the OpenAPI
+  ``parameters``), ``toolConfig.functionCallingConfig`` (``mode`` AUTO / NONE / ANY,
+  ``allowedFunctionNames``) and ``generationConfig.responseJsonSchema`` (or
+  ``responseSchema``; ``responseMimeType`` must then be ``application/json``).
+- Calls stream as in ``tests/fixtures/gemini/gemini_tool_call.jsonl``: after any text,
+  one event holds every call, ``{functionCall: {name, args}}`` parts (no ``id``, as the
+  API sends none), the first with a ``thoughtSignature``; ``finishReason: STOP`` and
+  ``finishMessage: "Model generated function call(s)."``. A call cut by max tokens is
+  not sent (``MAX_TOKENS``); arguments that are no JSON object (knob ``args=``) are
+  ``MALFORMED_FUNCTION_CALL`` with ``finishMessage: "Malformed function call: ..."``.
+  Faults count argument fragments: a ``drop`` that falls inside the calls' event sends
+  that event up to the middle of the arguments, then cuts.
+- History: ``functionCall`` parts of a ``model`` turn, and ``functionResponse`` parts
+  (each a ``("tool", result)`` turn, ``response.result``/``output``/``error``); a call or
+  response without a name is the API's 400.
+- ``inlineData`` needs a supported ``mimeType`` and base64 ``data``; ``fileData`` takes
+  Files-API and ``gs://`` URIs only (400s in Google's wording, modelled, not captured).
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import itertools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from aiohttp import web
 
 from ._behaviour import KNOB_HEADER, Behaviour
-from ._content import Plan, plan_reply
+from ._content import Offered, Plan, PlannedCall, plan_reply
 from ._http import SseStream, serve_stream
 from ._state import EmulatorState, Pacer, RecordedRequest
 
@@ -224,7 +246,21 @@ class _BadRequest(Exception):
         self.message = message
 
 
-def _text_of(content: Any, where: str) -> str:
+_MEDIA_TYPES = frozenset(
+    {
+        "image/png",
+        "image/jpeg",
+        "image/webp",
+        "image/heic",
+        "image/heif",
+        "image/gif",
+        "application/pdf",
+        "text/plain",
+    }
+)
+
+
+def _parts_of(content: Any, where: str) -> list[Any]:
     if not isinstance(content, dict):
         raise _BadRequest(
             f"Invalid value at '{where}' (type.googleapis.com/google.ai."
@@ -235,26 +271,154 @@ def _text_of(content: Any, where: str) -> str:
         raise _BadRequest(
             f"* GenerateContentRequest.{where}.parts: contents.parts must not be empty.\n"
         )
+    return parts
+
+
+def _text_of(content: Any, where: str) -> str:
     texts: list[str] = []
-    for part in parts:
+    for part in _parts_of(content, where):
         if isinstance(part, dict) and isinstance(part.get("text"), str) and not part.get("thought"):
             texts.append(part["text"])
     return "".join(texts)
 
 
+def _check_media(part: dict[str, Any], where: str) -> None:
+    """``inlineData`` / ``fileData`` as the API checks them (the messages are Google's
+    proto-JSON and validation wording)."""
+    inline = _field(part, "inlineData")
+    if inline is not None:
+        if not isinstance(inline, dict):
+            raise _BadRequest(f"Invalid value at '{where}.inline_data'")
+        mime = _field(inline, "mimeType")
+        if mime not in _MEDIA_TYPES:
+            raise _BadRequest(f"Unsupported MIME type: {mime or ''}")
+        data = inline.get("data")
+        try:
+            if not isinstance(data, str) or not data:
+                raise ValueError
+            base64.b64decode(data.replace("-", "+").replace("_", "/"), validate=True)
+        except (binascii.Error, ValueError):
+            raise _BadRequest(
+                f"Invalid value at '{where}.inline_data.data' (TYPE_BYTES), Base64 decoding "
+                f'failed for "{str(data)[:40]}"'
+            ) from None
+    files = _field(part, "fileData")
+    if files is not None:
+        uri = _field(files, "fileUri") if isinstance(files, dict) else None
+        if not isinstance(uri, str) or not uri.startswith(
+            ("gs://", "https://generativelanguage.googleapis.com/")
+        ):
+            raise _BadRequest(f"Cannot fetch content from the provided URL: {uri}")
+
+
+def _result_text(response: Any) -> str:
+    """What a ``functionResponse.response`` says: its ``result``/``output``/``error``."""
+    if isinstance(response, dict):
+        for key in ("result", "output", "error"):
+            if key in response:
+                value = response[key]
+                return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return json.dumps(response, ensure_ascii=False)
+
+
 def _conversation(body: dict[str, Any]) -> tuple[list[tuple[str, str]], str | None]:
+    """``(role, text)`` turns: a ``model`` turn's text (its calls make none), each
+    ``functionResponse`` part its own ``("tool", result)`` turn."""
     contents = body.get("contents")
     if not isinstance(contents, list) or not contents:
         raise _BadRequest("* GenerateContentRequest.contents: contents is not specified\n")
     turns: list[tuple[str, str]] = []
     for i, content in enumerate(contents):
-        text = _text_of(content, f"contents[{i}]")
+        where = f"contents[{i}]"
+        parts = _parts_of(content, where)
         role = content.get("role") or "user"
         if role not in ("user", "model"):
             raise _BadRequest("Please use a valid role: user, model.")
-        turns.append(("assistant" if role == "model" else "user", text))
+        texts: list[str] = []
+        results: list[str] = []
+        for j, part in enumerate(parts):
+            if not isinstance(part, dict):
+                raise _BadRequest(f"Invalid value at '{where}.parts[{j}]'")
+            if isinstance(part.get("text"), str) and not part.get("thought"):
+                texts.append(part["text"])
+            call = _field(part, "functionCall")
+            if call is not None and not (isinstance(call, dict) and call.get("name")):
+                raise _BadRequest(
+                    f"* GenerateContentRequest.{where}.parts[{j}].function_call.name: "
+                    "Name cannot be empty.\n"
+                )
+            answer = _field(part, "functionResponse")
+            if answer is not None:
+                if not (isinstance(answer, dict) and answer.get("name")):
+                    raise _BadRequest(
+                        f"* GenerateContentRequest.{where}.parts[{j}].function_response.name: "
+                        "Name cannot be empty.\n"
+                    )
+                results.append(_result_text(answer.get("response")))
+            _check_media(part, f"{where}.parts[{j}]")
+        if results:
+            turns.extend(("tool", result) for result in results)
+        else:
+            turns.append(("assistant" if role == "model" else "user", "".join(texts)))
     system = _field(body, "systemInstruction")
     return turns, (_text_of(system, "system_instruction") if system is not None else None)
+
+
+def _lower_types(schema: Any) -> Any:
+    """An OpenAPI ``Schema`` (``"type": "OBJECT"``) as JSON Schema (lower-case types)."""
+    if isinstance(schema, dict):
+        return {
+            k: (v.lower() if k == "type" and isinstance(v, str) else _lower_types(v))
+            for k, v in schema.items()
+        }
+    if isinstance(schema, list):
+        return [_lower_types(v) for v in schema]
+    return schema
+
+
+_EMPTY_OBJECT: Mapping[str, Any] = {"type": "object", "properties": {}}
+
+
+def _offered(body: dict[str, Any]) -> Offered:
+    """Tools (``tools[].functionDeclarations[]``), ``toolConfig.functionCallingConfig`` and
+    the response schema (``responseJsonSchema``, else ``responseSchema``)."""
+    tools: list[tuple[str, Mapping[str, Any]]] = []
+    for i, tool in enumerate(body.get("tools") or ()):
+        if not isinstance(tool, dict):
+            raise _BadRequest(f"Invalid value at 'tools[{i}]'")
+        for j, declaration in enumerate(_field(tool, "functionDeclarations") or ()):
+            name = declaration.get("name") if isinstance(declaration, dict) else None
+            if not isinstance(name, str) or not name:
+                raise _BadRequest(
+                    f"* GenerateContentRequest.tools[{i}].function_declarations[{j}].name: "
+                    "Name cannot be empty.\n"
+                )
+            schema = _field(declaration, "parametersJsonSchema")
+            if schema is None:
+                schema = _lower_types(_field(declaration, "parameters"))
+            tools.append((name, schema if isinstance(schema, dict) else _EMPTY_OBJECT))
+    choice = "auto"
+    calling = _field(_field(body, "toolConfig") or {}, "functionCallingConfig") or {}
+    mode = str(_field(calling, "mode") or "AUTO").upper()
+    allowed = _field(calling, "allowedFunctionNames") or []
+    if mode == "NONE":
+        choice = "none"
+    elif mode == "ANY":
+        choice = "required"
+        if allowed:
+            tools = [t for t in tools if t[0] in allowed]
+            if len(tools) == 1:
+                choice = tools[0][0]
+    config = _field(body, "generationConfig") or {}
+    schema = _field(config, "responseJsonSchema")
+    if schema is None and _field(config, "responseSchema") is not None:
+        schema = _lower_types(_field(config, "responseSchema"))
+    if schema is not None and _field(config, "responseMimeType") != "application/json":
+        raise _BadRequest(
+            "* GenerateContentRequest.generation_config.response_mime_type: "
+            "response_mime_type must be application/json when a response schema is set.\n"
+        )
+    return Offered(tools=tuple(tools), tool_choice=choice, schema=schema)
 
 
 def _generation_config(body: dict[str, Any]) -> dict[str, Any]:
@@ -280,8 +444,23 @@ def _generation_config(body: dict[str, Any]) -> dict[str, Any]:
 
 def _cut_at_stop(plan: Plan, stops: list[str]) -> tuple[tuple[str, ...], str]:
     """The reply pieces up to the first stop sequence (excluded) and the finish reason."""
+    if plan.tool_calls:
+        return plan.text, "MAX_TOKENS" if plan.finish == "length" else "STOP"
     plan, _ = plan.stopped_at(stops)
     return plan.text, "MAX_TOKENS" if plan.finish == "length" else "STOP"
+
+
+# The finishMessage of a reply that calls (tests/fixtures/gemini/gemini_tool_call.jsonl).
+_CALLS_MESSAGE = "Model generated function call(s)."
+
+
+def _call_args(call: PlannedCall) -> dict[str, Any] | None:
+    """A planned call's arguments as the Struct the API sends, ``None`` if not an object."""
+    try:
+        value = json.loads(call.arguments)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
 
 
 _ids = itertools.count(1)
@@ -306,6 +485,32 @@ class _Reply:
         self.model = plan.model
         self.response_id = _response_id()
         self.thoughts = plan.reasoning_tokens
+        # A call arrives whole, in one part: one cut by max_tokens is not sent at all, and
+        # arguments that are no JSON object are the API's MALFORMED_FUNCTION_CALL.
+        self.calls = [c for c in plan.tool_calls if "".join(c.pieces) == c.arguments]
+        self.finish_message: str | None = None
+        self.call_tokens = sum(len(c.pieces) for c in self.calls)
+        if self.calls:
+            bad = next((c for c in self.calls if _call_args(c) is None), None)
+            if bad is not None:
+                self.finish = "MALFORMED_FUNCTION_CALL"
+                self.finish_message = (
+                    f"Malformed function call: print(default_api.{bad.name}({bad.arguments}))"
+                )
+                self.calls = []
+            elif self.finish == "STOP":
+                self.finish_message = _CALLS_MESSAGE
+
+    def _call_parts(self) -> list[dict[str, Any]]:
+        """The calls' parts as in the capture: ``{functionCall: {name, args}}``, the first
+        with the reply's ``thoughtSignature``."""
+        parts: list[dict[str, Any]] = []
+        for call in self.calls:
+            part: dict[str, Any] = {"functionCall": {"name": call.name, "args": _call_args(call)}}
+            if not parts:
+                part["thoughtSignature"] = _THOUGHT_SIGNATURE
+            parts.append(part)
+        return parts
 
     def _usage(self, candidates: int, thoughts: int) -> dict[str, Any]:
         prompt = self.plan.prompt_tokens
@@ -322,10 +527,14 @@ class _Reply:
         self, parts: list[dict[str, Any]] | None, finish: str | None, usage: dict[str, Any]
     ) -> dict[str, Any]:
         content: dict[str, Any] = {"parts": parts, "role": "model"} if parts else {"role": "model"}
+        if finish == "MALFORMED_FUNCTION_CALL":
+            content = {}  # nothing usable came out (as with SAFETY)
         candidate: dict[str, Any] = {"content": content}
         if finish:
             candidate["finishReason"] = finish
         candidate["index"] = 0
+        if finish and self.finish_message:
+            candidate["finishMessage"] = self.finish_message
         return {
             "candidates": [candidate],
             "usageMetadata": usage,
@@ -334,7 +543,9 @@ class _Reply:
         }
 
     def events(self) -> list[tuple[int, bytes]]:
-        """``(tokens, encoded event)`` for every event; the last one carries finishReason."""
+        """``(tokens, encoded event)`` for every event; the last one carries finishReason.
+        With calls, the text's events are followed by one event holding every call (the
+        capture's layout), its tokens the calls' argument fragments."""
         out: list[tuple[int, bytes]] = []
         size = self.plan.behaviour.chunk
         thoughts = 0
@@ -354,10 +565,15 @@ class _Reply:
             part: dict[str, Any] = {"text": "".join(piece)}
             if start == 0 and self.show_thoughts and self.thoughts:
                 part["thoughtSignature"] = _THOUGHT_SIGNATURE
-            finish = self.finish if candidates == len(self.text) else None
+            last = candidates == len(self.text) and not self.calls
+            finish = self.finish if last else None
             usage = self._usage(candidates, thoughts)
             out.append((len(piece), self._encode(self._chunk([part], finish, usage))))
-        if not self.text:
+        if self.calls:
+            usage = self._usage(candidates + self.call_tokens, thoughts)
+            chunk = self._chunk(self._call_parts(), self.finish, usage)
+            out.append((self.call_tokens, self._encode(chunk)))
+        elif not self.text:
             out.append((0, self._encode(self._chunk(None, self.finish, self._usage(0, thoughts)))))
         return out
 
@@ -374,7 +590,9 @@ class _Reply:
             if self.show_thoughts and self.thoughts:
                 part["thoughtSignature"] = _THOUGHT_SIGNATURE
             parts.append(part)
-        return self._chunk(parts, self.finish, self._usage(len(self.text), self.thoughts))
+        parts.extend(self._call_parts())
+        usage = self._usage(len(self.text) + self.call_tokens, self.thoughts)
+        return self._chunk(parts, self.finish, usage)
 
 
 # -- handlers -----------------------------------------------------------------------------
@@ -445,6 +663,7 @@ def routes(state: EmulatorState) -> list[web.RouteDef]:
         try:
             conversation, system = _conversation(body)
             config = _generation_config(body)
+            offered = _offered(body)
         except _BadRequest as bad:
             return done(_error(400, "INVALID_ARGUMENT", bad.message))
         behaviour = record.behaviour
@@ -456,6 +675,7 @@ def routes(state: EmulatorState) -> list[web.RouteDef]:
             max_tokens=config["max_tokens"],
             want_reasoning=want,
             behaviour=behaviour,
+            offered=offered,
         )
         fault = _before_stream_fault(behaviour, record.model, version, method, plan.prompt_tokens)
         if fault is not None:
@@ -479,14 +699,19 @@ def _streamer(reply: _Reply, behaviour: Behaviour) -> Callable[[SseStream], Any]
         events = reply.events()
         pacer = Pacer(behaviour)
         fault = behaviour.mid_stream_fault
+        cut: bytes | None = None
         if fault is not None:
-            # A mid-stream fault happens after `after` content events, before the final one.
-            events = events[: min(behaviour.after, max(0, len(events) - 1))]
+            # A mid-stream fault happens after `after` content events, before the final
+            # one; the calls' event counts one per argument fragment, and a drop that falls
+            # inside it sends that event up to the middle of the arguments.
+            events, cut = _cut_events(events, behaviour.after, reply.calls)
         await stream.start(_SSE_HEADERS)
         for tokens, event in events:
             await pacer.before_content(tokens)
             await stream.send(event)
         if fault == "drop":
+            if cut:
+                await stream.send(cut)
             stream.drop()
             return
         if fault == "stall":
@@ -496,6 +721,25 @@ def _streamer(reply: _Reply, behaviour: Behaviour) -> Callable[[SseStream], Any]
         await stream.finish()
 
     return body
+
+
+def _cut_events(
+    events: list[tuple[int, bytes]], after: int, calls: list[PlannedCall]
+) -> tuple[list[tuple[int, bytes]], bytes | None]:
+    """The events sent before a fault after ``after`` content events (never the last), and
+    the part of the calls' event sent before a drop that cuts inside its arguments."""
+    if not calls:
+        return events[: min(after, max(0, len(events) - 1))], None
+    text_events = events[:-1]
+    if after <= len(text_events):
+        return text_events[:after], None
+    fragments = after - len(text_events)  # argument fragments sent of the calls' event
+    event = events[-1][1]
+    start = event.find(b'"args": ') + len(b'"args": ')
+    first = calls[0]
+    size = len(_wire(_call_args(first)).encode())
+    sent = len("".join(first.pieces[:fragments]).encode())
+    return text_events, event[: start + max(1, min(size - 1, sent))]
 
 
 async def _unary(

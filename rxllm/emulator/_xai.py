@@ -15,6 +15,24 @@ What the real service does, and so this dialect (see the wire captures in
   ``content`` deltas; the last chunk has an empty delta and the finish reason
   (``REASON_STOP`` / ``REASON_MAX_LEN``). ``total_tokens`` is prompt +
   completion + reasoning: xAI's ``completion_tokens`` excludes reasoning.
+- Tool calls (the ``xai_tool_call`` capture): the request's ``tools``
+  (``Function.parameters`` a JSON Schema as text), ``tool_choice`` (``mode`` or
+  ``function_name``) and ``response_format`` (``FORMAT_TYPE_JSON_SCHEMA`` with
+  ``schema`` as text, or ``FORMAT_TYPE_JSON_OBJECT``) are read into the plan.
+  The calls of a round arrive whole, all in **one** assistant delta: each a
+  ``ToolCall`` with ``id`` ``call_<8 digits>``, ``type:
+  TOOL_CALL_TYPE_CLIENT_SIDE_TOOL``, ``status: TOOL_CALL_STATUS_COMPLETED`` and
+  ``function {name, arguments}`` (compact JSON text); then an empty delta with
+  ``REASON_TOOL_CALLS``. ``max_tokens`` cutting inside the arguments sends the
+  call cut, ``TOOL_CALL_STATUS_INCOMPLETE``, and ``REASON_MAX_LEN`` (no capture
+  shows what api.x.ai does there). Mid-stream faults count each argument token
+  as a content event: a fault inside a call sends the calls before it, not that
+  one. Assistant turns' ``tool_calls`` and ``ROLE_TOOL`` results
+  (``tool_call_id``) are read back into the conversation. A structured reply is
+  the schema's JSON, streamed as ``content``.
+- Images: ``Content.image_url`` with an ``http(s)`` URL or a ``data:image/png``
+  / ``data:image/jpeg`` base64 URL; anything else is INVALID_ARGUMENT (the
+  wording is ours, modelled on the REST API's "Invalid request content").
 - ``GetCompletion`` (``chat.sample()``): the same as one response.
 - Errors are gRPC statuses: UNAUTHENTICATED (no or wrong ``authorization:
   Bearer`` key), RESOURCE_EXHAUSTED (with ``google.rpc.RetryInfo`` in
@@ -36,6 +54,9 @@ allows concatenating encodings; the field order stays the canonical one).
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
+import json
 import re
 import time
 import uuid
@@ -56,7 +77,7 @@ from xai_sdk.proto import (
 )
 
 from ._behaviour import KNOB_HEADER, Behaviour
-from ._content import Plan, plan_reply
+from ._content import Offered, Plan, PlannedCall, plan_reply
 from ._state import EmulatorState, Pacer, RecordedRequest
 
 __all__ = ["XaiServer", "start"]
@@ -70,7 +91,18 @@ _ASSISTANT = chat_pb2.MessageRole.ROLE_ASSISTANT
 _FINISH = {
     "stop": sample_pb2.FinishReason.REASON_STOP,
     "length": sample_pb2.FinishReason.REASON_MAX_LEN,
+    "tool_calls": sample_pb2.FinishReason.REASON_TOOL_CALLS,
 }
+_TOOL = chat_pb2.MessageRole.ROLE_TOOL
+_CLIENT_SIDE = chat_pb2.ToolCallType.TOOL_CALL_TYPE_CLIENT_SIDE_TOOL
+_COMPLETED = chat_pb2.ToolCallStatus.TOOL_CALL_STATUS_COMPLETED
+_INCOMPLETE = chat_pb2.ToolCallStatus.TOOL_CALL_STATUS_INCOMPLETE
+_MODES = {
+    chat_pb2.ToolMode.TOOL_MODE_AUTO: "auto",
+    chat_pb2.ToolMode.TOOL_MODE_NONE: "none",
+    chat_pb2.ToolMode.TOOL_MODE_REQUIRED: "required",
+}
+_DATA_URL = re.compile(r"^data:(image/(?:png|jpeg|jpg));base64,(.+)$", re.S)
 _MAX_PROMPT_LENGTH = 131072
 
 # Messages of the real service (see tests/fixtures/xai and the SOURCES table there).
@@ -189,9 +221,82 @@ def _conversation(request: Any) -> tuple[list[tuple[str, str]], str | None]:
             system.append(text)
         elif role == _ASSISTANT:
             turns.append(("assistant", text))
+        elif role == _TOOL:
+            turns.append(("tool", text))
         else:
             turns.append(("user", text))
     return turns, ("\n\n".join(system) if system else None)
+
+
+def _offered(request: Any) -> Offered:
+    """The function tools, tool choice and response schema of a (well-formed) request."""
+    tools = tuple(
+        (t.function.name, json.loads(t.function.parameters or "{}"))
+        for t in request.tools
+        if t.WhichOneof("tool") == "function"
+    )
+    choice = "auto"
+    if request.HasField("tool_choice"):
+        tc = request.tool_choice
+        choice = tc.function_name if tc.function_name else _MODES.get(tc.mode, "auto")
+    schema = None
+    if request.HasField("response_format"):
+        kind = request.response_format.format_type
+        if kind == chat_pb2.FormatType.FORMAT_TYPE_JSON_SCHEMA:
+            schema = json.loads(request.response_format.schema)
+        elif kind == chat_pb2.FormatType.FORMAT_TYPE_JSON_OBJECT:
+            schema = {"type": "object"}
+    return Offered(tools=tools, tool_choice=choice, schema=schema)
+
+
+def _bad_tools(request: Any) -> str | None:
+    names = set()
+    for number, t in enumerate(request.tools):
+        if t.WhichOneof("tool") != "function":
+            continue
+        names.add(t.function.name)
+        try:
+            schema = json.loads(t.function.parameters or "{}")
+        except ValueError:
+            schema = None
+        if not isinstance(schema, dict):
+            return f"Invalid request: tools[{number}].function.parameters is not a JSON object."
+    named = request.tool_choice.function_name if request.HasField("tool_choice") else ""
+    if named and named not in names:
+        return f"Invalid request: tool_choice names {named!r}, which is not among the tools."
+
+    if request.HasField("response_format"):
+        fmt = request.response_format
+        if fmt.format_type == chat_pb2.FormatType.FORMAT_TYPE_JSON_SCHEMA:
+            try:
+                schema = json.loads(fmt.schema)
+            except ValueError:
+                schema = None
+            if not isinstance(schema, dict):
+                return "Invalid request: response_format.schema is not a JSON schema."
+    return None
+
+
+def _bad_content(request: Any) -> str | None:
+    for number, message in enumerate(request.messages):
+        for index, part in enumerate(message.content):
+            if part.WhichOneof("content") != "image_url":
+                continue
+            url = part.image_url.image_url
+            where = f"messages[{number}].content[{index}].image_url"
+            if url.startswith(("http://", "https://")):
+                continue
+            match = _DATA_URL.match(url)
+            if match is None:
+                return (
+                    f"Invalid request content: {where} must be an http(s) URL or a base64 "
+                    "data URL of a PNG or JPEG image."
+                )
+            try:
+                base64.b64decode(match.group(2), validate=True)
+            except (binascii.Error, ValueError):
+                return f"Invalid request content: {where} is not valid base64."
+    return None
 
 
 def _malformed(request: Any, model: str) -> str | None:
@@ -207,7 +312,7 @@ def _malformed(request: Any, model: str) -> str | None:
     effort = request.reasoning_effort if request.HasField("reasoning_effort") else None
     if effort is not None and _REJECTS_EFFORT.search(model):
         return _NO_EFFORT.format(model=model)
-    return None
+    return _bad_tools(request) or _bad_content(request)
 
 
 def _fault_rejection(behaviour: Behaviour, model: str, prompt_tokens: int) -> _Rejection | None:
@@ -292,19 +397,54 @@ class _Encoder:
         return data
 
 
-def _deltas(plan: Plan, encoder: _Encoder) -> Iterator[tuple[bytes, int]]:
-    """The delta chunks, encoded as they are needed (reasoning first, then content), each
-    with the number of tokens it carries; the encoder's running counts follow them."""
+def _deltas(plan: Plan, encoder: _Encoder, limit: int | None) -> Iterator[tuple[bytes, int]]:
+    """The delta chunks, encoded as they are needed (reasoning first, then content, then
+    the calls in one delta), each with the number of tokens it carries; the encoder's
+    running counts follow them. ``limit``: content events before a fault (each argument
+    token of a call is one): what it cuts is not sent."""
     size = plan.behaviour.chunk
+    sent = 0
     for start in range(0, len(plan.reasoning), size):
+        if limit is not None and sent >= limit:
+            return
         pieces = plan.reasoning[start : start + size]
         encoder.reasoning += len(pieces)
         delta = chat_pb2.Delta(reasoning_content="".join(pieces), role=_ASSISTANT)
+        sent += 1
         yield encoder.chunk(delta), len(pieces)
     for start in range(0, len(plan.text), size):
+        if limit is not None and sent >= limit:
+            return
         pieces = plan.text[start : start + size]
         encoder.completion += len(pieces)
+        sent += 1
         yield encoder.chunk(chat_pb2.Delta(content="".join(pieces), role=_ASSISTANT)), len(pieces)
+    whole: list[PlannedCall] = []
+    for call in plan.tool_calls:
+        if limit is not None and sent + len(call.pieces) > limit:
+            break
+        whole.append(call)
+        sent += len(call.pieces)
+    if whole:
+        tokens = sum(len(call.pieces) for call in whole)
+        encoder.completion += tokens
+        delta = chat_pb2.Delta(role=_ASSISTANT, tool_calls=[_tool_call(c) for c in whole])
+        yield encoder.chunk(delta), tokens
+
+
+def call_id(call: PlannedCall) -> str:
+    """xAI's id shape for a call: ``call_`` and 8 digits (``call_56494531``)."""
+    return f"call_{int(call.key[:12], 16) % 10**8:08d}"
+
+
+def _tool_call(call: PlannedCall) -> Any:
+    arguments = "".join(call.pieces)
+    return chat_pb2.ToolCall(
+        id=call_id(call),
+        type=_CLIENT_SIDE,
+        status=_COMPLETED if arguments == call.arguments else _INCOMPLETE,
+        function=chat_pb2.FunctionCall(name=call.name, arguments=arguments),
+    )
 
 
 # -- the services -----------------------------------------------------------------------
@@ -353,6 +493,7 @@ class _ChatService(chat_pb2_grpc.ChatServicer):  # type: ignore[misc]
             max_tokens=request.max_tokens if request.HasField("max_tokens") else None,
             want_reasoning=_wants_reasoning(request),
             behaviour=record.behaviour,
+            offered=_offered(request) if rejection is None else None,
         )
         plan = _stopped(plan, request.stop)
         if rejection is None:
@@ -372,9 +513,8 @@ class _ChatService(chat_pb2_grpc.ChatServicer):  # type: ignore[misc]
         pacer = Pacer(behaviour)
         finished = False
         try:
-            for sent, (data, tokens) in enumerate(_deltas(plan, encoder)):
-                if fault is not None and sent >= behaviour.after:
-                    break
+            limit = behaviour.after if fault is not None else None
+            for data, tokens in _deltas(plan, encoder, limit):
                 await pacer.before_content(tokens)
                 yield data
                 record.events_sent += 1
@@ -405,6 +545,7 @@ class _ChatService(chat_pb2_grpc.ChatServicer):  # type: ignore[misc]
         fault = behaviour.mid_stream_fault
         encoder = _Encoder(plan)
         reasoning, text, finish = plan.reasoning, plan.text, _FINISH[plan.finish]
+        calls = plan.tool_calls
         try:
             if plan.behaviour.ttft > 0:
                 await asyncio.sleep(plan.behaviour.ttft)
@@ -420,6 +561,7 @@ class _ChatService(chat_pb2_grpc.ChatServicer):  # type: ignore[misc]
                 # A reply cut short without a finish reason (REASON_INVALID, the default).
                 cut = behaviour.after * behaviour.chunk
                 reasoning, text, finish = reasoning[:cut], text[: max(0, cut - len(reasoning))], 0
+                calls = ()
         except asyncio.CancelledError:
             self._state.finish(record, disconnected=True)
             raise
@@ -433,13 +575,16 @@ class _ChatService(chat_pb2_grpc.ChatServicer):  # type: ignore[misc]
                         content="".join(text),
                         reasoning_content="".join(reasoning),
                         role=_ASSISTANT,
+                        tool_calls=[_tool_call(call) for call in calls],
                     ),
                 )
             ],
             created=encoder.created,
             model=plan.model,
             system_fingerprint=_FINGERPRINT,
-            usage=encoder.usage(len(text), len(reasoning)),
+            usage=encoder.usage(
+                len(text) + sum(len(call.pieces) for call in calls), len(reasoning)
+            ),
         )
         record.events_sent += 1
         self._state.finish(record, disconnected=False)

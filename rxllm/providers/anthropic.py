@@ -1,4 +1,4 @@
-"""Anthropic Claude on the official ``anthropic`` SDK (Messages API, streamed).
+r"""Anthropic Claude on the official ``anthropic`` SDK (Messages API, streamed).
 
 The SDK builds, authenticates and sends the request and raises its typed status
 errors (``client.messages.with_streaming_response.create``); the events are then
@@ -15,11 +15,45 @@ Mapping:
 - ``reasoning`` → ``thinking={"type": "enabled", "budget_tokens": ...}`` with
   budgets low 1024, medium/``True`` 4096, high 16384, always below ``max_tokens``.
   Not sent for a prefilled (continued) request: the API then wants the final
-  assistant turn to start with a thinking block, which a continuation lacks.
+  assistant turn to start with a thinking block, which a continuation lacks. Nor
+  for a request that sends tool results (the last assistant turn made calls): the
+  API wants that turn's signed thinking block back, which history does not keep;
+  nor with a forced tool call (``tool_choice`` "required" or a name), which the API
+  refuses with thinking. ``done.details["ignored"]`` then names ``reasoning``.
 - ``temperature`` is not sent: anthropic 2.x speaks API version 2026-10-21, which
   removed the sampling parameters (any of them is a 400). ``done.details["ignored"]``
   says so when one was asked for.
 - ``text_delta`` → ``TokenEvent``; ``thinking_delta`` → ``ReasoningEvent``.
+- Tools: ``tools`` → ``tools=[{"name", "description", "input_schema"}]``;
+  ``tool_choice`` ``"auto"``/``"required"``/``"none"``/a name →
+  ``{"type": "auto"|"any"|"none"|"tool", "name"?}``; ``parallel_tool_calls=False``
+  → ``"disable_parallel_tool_use": true`` in it (with ``{"type": "auto"}`` when no
+  choice was given). A ``tool_use`` block streams as ``ToolCallDeltaEvent``\ s: one
+  with the call's ``id`` (``toolu_...``) and ``name`` and empty ``arguments`` at its
+  ``content_block_start``, then one per non-empty ``input_json_delta`` fragment; its
+  ``content_block_stop`` gives the ``ToolCallEvent``. A reply cut by ``max_tokens``
+  inside the arguments has no ``content_block_stop`` for that block: no
+  ``ToolCallEvent``, ``done.details["incomplete_tool_calls"]`` holds what arrived.
+- Server tools (``web_search``, ``web_fetch``, code execution...: offered through
+  ``options={"tools": ...}`` in the vendor's own shape) are run by Anthropic: a
+  ``server_tool_use`` block becomes one ``ToolCallEvent(server_side=True)`` at its
+  ``content_block_stop`` (no deltas); its result block (``web_search_tool_result``
+  and the like) is part of the reply the model goes on with, and is not an event.
+  A server-side call kept in history is not sent back (its result is not kept).
+- History: an assistant turn with ``tool_calls`` → ``content`` ``[text?, {"type":
+  "tool_use", "id", "name", "input"}...]``; ``"tool"`` messages → one user turn of
+  ``{"type": "tool_result", "tool_use_id", "content", "is_error"?}`` blocks
+  (consecutive results merged, a user message right after them joins that turn, as
+  the API wants the results right after the call turn).
+- ``response_format`` → native structured outputs, ``output_config={"format":
+  {"type": "json_schema", "schema": ...}}`` on the ordinary (non-beta) Messages
+  call, the schema passed through the SDK's ``anthropic.transform_schema`` (strict:
+  ``additionalProperties: false``, unsupported constraints moved into descriptions).
+  The JSON arrives as ``text_delta``\ s, i.e. ``TokenEvent``\ s.
+- Content parts (all four): image bytes → ``{"type": "image", "source": {"type":
+  "base64", "media_type", "data"}}``, image URL → ``"source": {"type": "url",
+  "url"}``, PDF → ``{"type": "document", "source": {"type": "base64", "media_type":
+  "application/pdf", "data"}}`` or a URL source.
 - Usage: ``prompt_tokens`` = input + cache creation + cache read tokens
   (Anthropic's ``input_tokens`` excludes the cached part); ``completion_tokens`` =
   ``output_tokens`` (thinking included, as billed); ``reasoning_tokens`` =
@@ -43,9 +77,20 @@ import anthropic
 import httpx2
 
 from .. import errors
-from ..events import DoneEvent, FinishReason, ReasoningEvent, StreamEvent, TokenEvent, Usage
+from ..content import ImagePart, Part, TextPart
+from ..events import (
+    DoneEvent,
+    FinishReason,
+    ReasoningEvent,
+    StreamEvent,
+    TokenEvent,
+    ToolCallDeltaEvent,
+    ToolCallEvent,
+    Usage,
+)
 from ..provider import Provider
-from ..request import StreamRequest
+from ..request import Message, StreamRequest
+from ..tools import complete_call
 from ..vendors import vendor
 from ._common import ErrorRules, ErrorScope, retry_after_from_headers, transport_failure
 
@@ -119,6 +164,9 @@ class AnthropicProvider(Provider[anthropic.AsyncAnthropic]):
 
     spec = vendor("anthropic")
     continues_prefill: ClassVar[bool] = True  # Anthropic continues a trailing assistant turn
+    content_parts: ClassVar[frozenset[str]] = frozenset(
+        {"image", "image_url", "document", "document_url"}
+    )
 
     def _make_client(self) -> anthropic.AsyncAnthropic:
         extra: dict[str, Any] = {k: v for k, v in self.options.items() if k in _CLIENT_OPTIONS}
@@ -149,7 +197,7 @@ class AnthropicProvider(Provider[anthropic.AsyncAnthropic]):
         turns = request.conversation()
         params: dict[str, Any] = {
             "model": request.model,
-            "messages": [{"role": m.role, "content": m.content} for m in turns],
+            "messages": _messages(turns),
             "stream": True,
         }
         system = request.system_prompt()
@@ -159,7 +207,7 @@ class AnthropicProvider(Provider[anthropic.AsyncAnthropic]):
             params["stop_sequences"] = list(request.stop)
         max_tokens = request.max_tokens
         budget = _THINKING_BUDGET.get(request.reasoning) if request.reasoning else None
-        if budget is not None and request.prefill:
+        if budget is not None and (request.prefill or _thinking_unsendable(request)):
             budget = None
         if max_tokens is None:
             # The API requires max_tokens: the provider's default (configurable), raised
@@ -180,6 +228,14 @@ class AnthropicProvider(Provider[anthropic.AsyncAnthropic]):
         params["max_tokens"] = max_tokens
         if budget is not None:
             params["thinking"] = {"type": "enabled", "budget_tokens": budget}
+        if request.tools:
+            params["tools"] = [_tool(t.name, t.description, t.parameters) for t in request.tools]
+            choice = _tool_choice(request.tool_choice, request.parallel_tool_calls)
+            if choice is not None:
+                params["tool_choice"] = choice
+        if request.response_format is not None:
+            schema = anthropic.transform_schema(dict(request.response_format.schema))
+            params["output_config"] = {"format": {"type": "json_schema", "schema": schema}}
         params.update(request.options)
         return params
 
@@ -203,13 +259,31 @@ class AnthropicProvider(Provider[anthropic.AsyncAnthropic]):
                 async for sse in anthropic.AsyncStream.raw_events(raw.http_response):
                     kind = sse.event
                     if kind == "content_block_delta":
-                        delta = json.loads(sse.data)["delta"]
+                        body = json.loads(sse.data)
+                        delta = body["delta"]
                         delta_type = delta["type"]
                         if delta_type == "text_delta":
                             yield TokenEvent(delta["text"])
                         elif delta_type == "thinking_delta" and delta["thinking"]:
                             yield ReasoningEvent(delta["thinking"])
-                        # signature_delta, input_json_delta, citations_delta: not text.
+                        elif delta_type == "input_json_delta":
+                            call = state.calls.get(body["index"])
+                            fragment = delta["partial_json"]
+                            if call is not None and fragment:
+                                call.parts.append(fragment)
+                                if not call.server_side:
+                                    yield ToolCallDeltaEvent(call.index, fragment)
+                        # signature_delta, citations_delta: not text.
+                    elif kind == "content_block_start":
+                        if "tool_use" in sse.data:  # text and thinking blocks: nothing to do
+                            call = state.open_call(json.loads(sse.data))
+                            if call is not None and not call.server_side:
+                                yield ToolCallDeltaEvent(call.index, "", call.id, call.name)
+                    elif kind == "content_block_stop":
+                        if state.calls:
+                            call = state.calls.pop(json.loads(sse.data)["index"], None)
+                            if call is not None:
+                                yield call.complete(self.name, state.model)
                     elif kind == "message_start":
                         state.start(json.loads(sse.data)["message"])
                     elif kind == "message_delta":
@@ -218,11 +292,115 @@ class AnthropicProvider(Provider[anthropic.AsyncAnthropic]):
                         state.stopped = True
                     elif kind == "error":
                         raise _in_band_error(sse.data, scope)
-                    # ping, content_block_start/stop; and, as the API docs ask of clients,
+                    # ping; and, as the API docs ask of clients,
                     # event types added later are ignored rather than fatal.
             if not state.stopped:
                 raise scope.incomplete(f"its message_stop event (after {state.where()})")
             yield state.done(self.name, request)  # in the scope: its fields came from the wire
+
+
+# -- request shapes -------------------------------------------------------------------------
+
+
+def _messages(turns: tuple[Message, ...]) -> list[dict[str, Any]]:
+    """The conversation in Anthropic's shape (plain text turns stay plain strings)."""
+    out: list[dict[str, Any]] = []
+    results: list[dict[str, Any]] | None = None  # the open user turn of tool results
+    for message in turns:
+        if message.role == "tool":
+            block: dict[str, Any] = {
+                "type": "tool_result",
+                "tool_use_id": message.tool_call_id,
+                "content": message.text,
+            }
+            if message.is_error:
+                block["is_error"] = True
+            if results is None:
+                results = []
+                out.append({"role": "user", "content": results})
+            results.append(block)
+            continue
+        if message.role == "user" and results is not None:
+            # Right after the results, in their turn (the API wants no turn between).
+            results.extend(_blocks(message.parts))
+            results = None
+            continue
+        results = None
+        if message.role == "assistant" and message.tool_calls:
+            content: list[dict[str, Any]] = []
+            if message.text:
+                content.append({"type": "text", "text": message.text})
+            for call in message.tool_calls:
+                if not call.server_side:  # its result block is not kept: not sent back
+                    content.append(
+                        {
+                            "type": "tool_use",
+                            "id": call.id,
+                            "name": call.name,
+                            "input": dict(call.arguments),
+                        }
+                    )
+            if content:
+                out.append({"role": "assistant", "content": content})
+        elif isinstance(message.content, str):
+            out.append({"role": message.role, "content": message.content})
+        else:
+            out.append({"role": message.role, "content": _blocks(message.content)})
+    return out
+
+
+def _thinking_unsendable(request: StreamRequest) -> bool:
+    """Whether the API would refuse thinking on this request: a forced tool call
+    (``tool_choice`` "required" or a name), or tool results answering the last assistant
+    turn's calls (the API wants that turn to start with its signed thinking block, which
+    rxllm's history does not keep)."""
+    if request.tools and request.tool_choice not in (None, "auto", "none"):
+        return True
+    for message in reversed(request.conversation()):
+        if message.role == "assistant":
+            return any(not call.server_side for call in message.tool_calls)
+    return False
+
+
+def _blocks(parts: tuple[Part, ...]) -> list[dict[str, Any]]:
+    return [_block(part) for part in parts]
+
+
+def _block(part: Part) -> dict[str, Any]:
+    if isinstance(part, TextPart):
+        return {"type": "text", "text": part.text}
+    kind = "image" if isinstance(part, ImagePart) else "document"
+    source: dict[str, Any]
+    if part.data is not None:
+        source = {"type": "base64", "media_type": part.media_type, "data": part.base64}
+    else:
+        source = {"type": "url", "url": part.url}
+    return {"type": kind, "source": source}
+
+
+def _tool(name: str, description: str, schema: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": name}
+    if description:
+        out["description"] = description
+    out["input_schema"] = dict(schema)
+    return out
+
+
+def _tool_choice(choice: str | None, parallel: bool | None) -> dict[str, Any] | None:
+    if choice is None and parallel is not False:
+        return None  # the API's default: auto, parallel calls allowed
+    if choice == "none":
+        return {"type": "none"}  # no calls: nothing to say about parallel ones
+    out: dict[str, Any]
+    if choice is None or choice == "auto":
+        out = {"type": "auto"}
+    elif choice == "required":
+        out = {"type": "any"}
+    else:
+        out = {"type": "tool", "name": choice}
+    if parallel is False:
+        out["disable_parallel_tool_use"] = True
+    return out
 
 
 def _in_band_error(data: str, scope: ErrorScope) -> errors.ProviderError:
@@ -237,12 +415,40 @@ def _in_band_error(data: str, scope: ErrorScope) -> errors.ProviderError:
     return scope.status_error(status, f"{kind} in the middle of the stream: {message}")
 
 
+class _Call:
+    """A ``tool_use`` (or ``server_tool_use``) block being streamed."""
+
+    __slots__ = ("id", "index", "name", "parts", "server_side")
+
+    def __init__(self, index: int, call_id: str, name: str, server_side: bool) -> None:
+        self.index = index
+        self.id = call_id
+        self.name = name
+        self.server_side = server_side
+        self.parts: list[str] = []
+
+    def complete(self, provider: str, model: str) -> ToolCallEvent:
+        event = complete_call(
+            index=self.index,
+            call_id=self.id,
+            name=self.name,
+            arguments="".join(self.parts),
+            provider=provider,
+            model=model,
+        )
+        if self.server_side:
+            return ToolCallEvent(event.id, event.name, event.arguments, event.index, True)
+        return event
+
+
 class _StreamState:
-    """What a stream said about itself besides text: ids, usage, stop reason."""
+    """What a stream said about itself besides text: ids, usage, stop reason, open calls."""
 
     __slots__ = (
         "cache_creation",
         "cache_read",
+        "call_count",
+        "calls",
         "input_tokens",
         "message_id",
         "model",
@@ -266,6 +472,19 @@ class _StreamState:
         self.stop_sequence: str | None = None
         self.started = False
         self.stopped = False
+        self.calls: dict[int, _Call] = {}  # by content-block index, until its stop
+        self.call_count = 0
+
+    def open_call(self, event: Mapping[str, Any]) -> _Call | None:
+        """The call a ``content_block_start`` opens (None for other blocks)."""
+        block = event["content_block"]
+        kind = block.get("type")
+        if kind not in ("tool_use", "server_tool_use"):
+            return None  # e.g. web_search_tool_result: the server tool's result
+        call = _Call(self.call_count, block["id"], block["name"], kind == "server_tool_use")
+        self.call_count += 1
+        self.calls[event["index"]] = call
+        return call
 
     def start(self, message: Mapping[str, Any]) -> None:
         self.started = True
@@ -305,8 +524,13 @@ class _StreamState:
         if self.cache_read or self.cache_creation:
             details["cache_read_input_tokens"] = self.cache_read
             details["cache_creation_input_tokens"] = self.cache_creation
+        ignored = []
         if request.temperature is not None:
-            details["ignored"] = ("temperature",)
+            ignored.append("temperature")
+        if request.reasoning and _thinking_unsendable(request):
+            ignored.append("reasoning")
+        if ignored:
+            details["ignored"] = tuple(ignored)
         finish = _FINISH.get(self.stop_reason or "end_turn", FinishReason.STOP)
         return DoneEvent(
             usage=usage, finish_reason=finish, model=self.model, provider=provider, details=details

@@ -38,19 +38,60 @@ What this module does about the SDK's behaviour, and why:
 - **Usage** is cumulative on every chunk: the last one counts. ``completion_tokens`` =
   ``candidatesTokenCount`` + ``thoughtsTokenCount``; ``reasoning_tokens`` = thoughts;
   ``prompt_tokens`` = ``promptTokenCount`` (+ ``toolUsePromptTokenCount``).
+
+Mapping (request → ``generateContent``):
+
+- **Tools**: ``tools=[{functionDeclarations: [{name, description,
+  parametersJsonSchema}]}]``: the JSON Schema goes as it is (``parameters_json_schema``;
+  not the OpenAPI-subset ``parameters``), so pydantic schemas with ``$defs`` pass.
+  ``tool_choice`` → ``toolConfig.functionCallingConfig.mode``: ``"auto"`` AUTO, ``"none"``
+  NONE, ``"required"`` ANY, a tool's name ANY + ``allowedFunctionNames: [name]``.
+  Gemini has no switch for parallel calls: ``parallel_tool_calls`` is not sent and
+  ``done.details["ignored"]`` says so. The SDK's automatic function calling is off.
+- **Tool calls**: a ``functionCall`` part arrives whole (``{name, args, id?}``), so each
+  is one ``tool_call_delta`` with the compact JSON of ``args`` and then its ``tool_call``
+  at once. ``index`` counts calls in the reply. ``id`` is the API's ``functionCall.id``
+  when it sends one, else ``rxllm_<responseId>_<index>`` (stable for a reply; such ids are
+  rxllm's own and are *not* sent back to the API). Gemini's ``finishReason`` is ``STOP``
+  for a reply that calls (``finishMessage`` "Model generated function call(s).");
+  ``done.finish_reason`` is ``tool_calls`` whenever the reply made calls.
+  ``MALFORMED_FUNCTION_CALL`` (the model wrote a call the API could not parse; the
+  attempt is in ``finishMessage``) raises ``ToolArgumentsError``, naming the tool when the
+  message or a single offered tool tells which.
+- **Thought signatures**: thinking models put a ``thoughtSignature`` on the first
+  ``functionCall`` part of a reply, and Gemini 3 refuses (400) a later request whose
+  history lacks it. ``ToolCall`` has no field for it, so the provider remembers each
+  call's signature by call id (in this process, the last 4,096) and puts it back on that
+  call's part when the call is sent back in an assistant message.
+- **Multi-turn**: an assistant message → a ``model`` turn ``[{text}?, {functionCall:
+  {name, args, id?}}...]``; consecutive ``tool`` messages → one ``user`` turn of
+  ``functionResponse`` parts ``{name, response: {result: text}}`` (``{error: text}`` when
+  ``is_error``), ``name`` from ``Message.name`` or the assistant call with that id.
+- **Server-side tools** (Google Search, code execution, URL context) are not offered by
+  rxllm (``options={"tools": [...]}`` passes the SDK's own); their results arrive as
+  text, ``executableCode`` and ``codeExecutionResult`` parts, which are not mapped.
+- **Structured output**: ``generationConfig.responseMimeType: application/json`` +
+  ``responseJsonSchema`` (the JSON Schema as it is); the JSON streams as text.
+- **Content parts**: image and PDF bytes → ``inlineData {mimeType, data}`` (base64).
+  URLs are refused before any request: ``fileData.fileUri`` takes Files-API and
+  ``gs://`` URIs (what rxllm does not upload), not an arbitrary ``http(s)`` URL.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import contextvars
 import functools
 import json
 import os
+import re
 import ssl
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Mapping
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import aiohttp
 import certifi
@@ -59,9 +100,19 @@ from google.genai import errors as genai_errors
 from google.genai import types
 
 from .. import errors
-from ..events import DoneEvent, FinishReason, ReasoningEvent, StreamEvent, TokenEvent, Usage
+from ..content import DocumentPart, ImagePart, TextPart
+from ..events import (
+    DoneEvent,
+    FinishReason,
+    ReasoningEvent,
+    StreamEvent,
+    TokenEvent,
+    ToolCallDeltaEvent,
+    ToolCallEvent,
+    Usage,
+)
 from ..provider import Provider
-from ..request import StreamRequest
+from ..request import Message, StreamRequest
 from ..vendors import vendor
 from ._common import ErrorRules, ErrorScope, malformed, retry_after_from_headers, transport_failure
 
@@ -162,6 +213,7 @@ class GeminiProvider(Provider[genai.Client]):
     """
 
     spec = vendor("gemini")
+    content_parts: ClassVar[frozenset[str]] = frozenset({"image", "document"})
 
     @property
     def raw_stream(self) -> bool:
@@ -226,6 +278,30 @@ class GeminiProvider(Provider[genai.Client]):
             fields["thinking_config"] = types.ThinkingConfig(
                 include_thoughts=True, thinking_budget=budget
             )
+        if request.tools:
+            fields["tools"] = [
+                types.Tool(
+                    function_declarations=[
+                        types.FunctionDeclaration(
+                            name=tool.name,
+                            description=tool.description or None,
+                            parameters_json_schema=dict(tool.parameters),
+                        )
+                        for tool in request.tools
+                    ]
+                )
+            ]
+            # Declarations only: nothing for the SDK to run, and it must never try.
+            fields["automatic_function_calling"] = types.AutomaticFunctionCallingConfig(
+                disable=True
+            )
+        if request.tool_choice is not None:
+            fields["tool_config"] = types.ToolConfig(
+                function_calling_config=_calling_config(request.tool_choice)
+            )
+        if request.response_format is not None:
+            fields["response_mime_type"] = "application/json"
+            fields["response_json_schema"] = dict(request.response_format.schema)
         fields.update(request.options)
         try:
             return types.GenerateContentConfig(**fields)
@@ -234,15 +310,26 @@ class GeminiProvider(Provider[genai.Client]):
                 f"bad Gemini request options: {error}", provider=self.name, model=request.model
             ) from error
 
-    @staticmethod
-    def _contents(request: StreamRequest) -> list[types.Content]:
-        return [
-            types.Content(
-                role="model" if m.role == "assistant" else "user",
-                parts=[types.Part(text=m.content)],
-            )
-            for m in request.conversation()
-        ]
+    def _contents(self, request: StreamRequest) -> list[types.Content]:
+        contents: list[types.Content] = []
+        names: dict[str, str] = {}  # call id → tool name, from the assistant turns so far
+        for message in request.conversation():
+            if message.role == "tool":
+                part = _function_response(message, names, self.name, request.model)
+                last = contents[-1] if contents else None
+                if last is not None and last.parts and last.parts[-1].function_response:
+                    last.parts.append(part)  # consecutive results: one turn
+                else:
+                    contents.append(types.Content(role="user", parts=[part]))
+            elif message.role == "assistant":
+                parts = [types.Part(text=message.text)] if message.text else []
+                for call in message.tool_calls:
+                    names[call.id] = call.name
+                    parts.append(_function_call_part(call.id, call.name, call.arguments))
+                contents.append(types.Content(role="model", parts=parts))
+            else:
+                contents.append(types.Content(role="user", parts=_user_parts(message)))
+        return contents
 
     # -- streaming ----------------------------------------------------------------------
 
@@ -259,6 +346,8 @@ class GeminiProvider(Provider[genai.Client]):
         usage: Mapping[str, Any] | None = None
         model_version: str | None = None
         response_id: str | None = None
+        finish_message: str | None = None
+        calls = 0
         with _ERRORS.scope(
             provider=self.name,
             model=request.model,
@@ -295,6 +384,9 @@ class GeminiProvider(Provider[genai.Client]):
                         data: dict[str, Any] = json.loads(line) if raw is not None else line
                         if "error" in data:
                             _raise_in_band(data, raw)
+                        if response_id is None:
+                            response_id = data.get("responseId")
+                            model_version = data.get("modelVersion")
                         candidates = data.get("candidates")
                         if candidates:
                             candidate = candidates[0]
@@ -307,34 +399,173 @@ class GeminiProvider(Provider[genai.Client]):
                                             yield ReasoningEvent(text)
                                         else:
                                             yield TokenEvent(text)
+                                    elif "functionCall" in part:
+                                        for event in _call_events(part, calls, response_id):
+                                            yield event
+                                        calls += 1
                             if "finishReason" in candidate:
                                 finish = candidate["finishReason"]
+                                finish_message = candidate.get("finishMessage")
                         elif "promptFeedback" in data:
                             blocked = data["promptFeedback"].get("blockReason") or blocked
                         if "usageMetadata" in data:
                             usage = data["usageMetadata"]
-                        if response_id is None:
-                            response_id = data.get("responseId")
-                            model_version = data.get("modelVersion")
             finally:
                 await _close(lines, raw)
             if finish is None and blocked is None:
                 raise scope.incomplete("a finishReason (cut before its end)")
+            if finish == "MALFORMED_FUNCTION_CALL" and request.tools:
+                raise _malformed_call(finish_message, request, self.name)
             # In the scope: the finish reason and usage came from the wire.
             details: dict[str, Any] = {"finish_reason": finish or blocked}
             if blocked is not None:
                 details["block_reason"] = blocked
             if response_id:
                 details["response_id"] = response_id
+            if finish_message and calls:
+                details["finish_message"] = finish_message
+            if request.parallel_tool_calls is not None:
+                details["ignored"] = ("parallel_tool_calls",)
+            if calls and finish == "STOP":
+                reason = FinishReason.TOOL_CALLS  # Gemini says STOP for a reply that calls
+            elif finish:
+                reason = _FINISH.get(finish, FinishReason.STOP)
+            else:
+                reason = FinishReason.CONTENT_FILTER
             yield DoneEvent(
                 usage=_usage(usage),
-                finish_reason=_FINISH.get(finish, FinishReason.STOP)
-                if finish
-                else FinishReason.CONTENT_FILTER,
+                finish_reason=reason,
                 model=model_version or request.model,
                 provider=self.name,
                 details=details,
             )
+
+
+# -- tools, content parts ----------------------------------------------------------------
+
+# Ids rxllm makes for calls the API sent without one: never sent back (see the docstring).
+_LOCAL_ID = "rxllm_"
+_MALFORMED_NAME = re.compile(r"\b(?:default_api\.)?([A-Za-z_][A-Za-z0-9_.:-]*)\s*\(")
+
+# A call's thoughtSignature (standard base64, as the wire has it), by call id.
+_SIGNATURES: OrderedDict[str, str] = OrderedDict()
+_SIGNATURES_KEPT = 4096
+
+
+def _remember_signature(call_id: str, signature: str) -> None:
+    # The public SDK path serializes bytes as URL-safe base64; keep the wire's alphabet.
+    _SIGNATURES[call_id] = signature.replace("-", "+").replace("_", "/")
+    _SIGNATURES.move_to_end(call_id)
+    while len(_SIGNATURES) > _SIGNATURES_KEPT:
+        _SIGNATURES.popitem(last=False)
+
+
+def _calling_config(choice: str) -> types.FunctionCallingConfig:
+    if choice == "auto":
+        return types.FunctionCallingConfig(mode=types.FunctionCallingConfigMode.AUTO)
+    if choice == "none":
+        return types.FunctionCallingConfig(mode=types.FunctionCallingConfigMode.NONE)
+    if choice == "required":
+        return types.FunctionCallingConfig(mode=types.FunctionCallingConfigMode.ANY)
+    return types.FunctionCallingConfig(
+        mode=types.FunctionCallingConfigMode.ANY, allowed_function_names=[choice]
+    )
+
+
+def _call_events(
+    part: Mapping[str, Any], index: int, response_id: str | None
+) -> tuple[ToolCallDeltaEvent, ToolCallEvent]:
+    """A whole ``functionCall`` part: its one delta and, at once, the complete call."""
+    call = part["functionCall"]
+    name = call.get("name") or "?"
+    args = call.get("args") or {}
+    call_id = call.get("id") or f"{_LOCAL_ID}{response_id or 'response'}_{index}"
+    signature = part.get("thoughtSignature")
+    if signature:
+        _remember_signature(call_id, signature)
+    text = json.dumps(args, ensure_ascii=False, separators=(",", ":"))
+    return (
+        ToolCallDeltaEvent(index=index, arguments=text, id=call_id, name=name),
+        ToolCallEvent(id=call_id, name=name, arguments=args, index=index),
+    )
+
+
+def _function_call_part(call_id: str, name: str, arguments: Mapping[str, Any]) -> types.Part:
+    """A call of an assistant turn, with its thought signature when this process saw it."""
+    call = types.FunctionCall(
+        name=name, args=dict(arguments), id=None if call_id.startswith(_LOCAL_ID) else call_id
+    )
+    signature = _SIGNATURES.get(call_id)
+    if signature is None:
+        return types.Part(function_call=call)
+    try:
+        raw = base64.b64decode(signature, validate=True)
+    except (binascii.Error, ValueError):
+        return types.Part(function_call=call)
+    return types.Part(function_call=call, thought_signature=raw)
+
+
+def _function_response(
+    message: Message, names: Mapping[str, str], provider: str, model: str
+) -> types.Part:
+    call_id = message.tool_call_id or ""
+    name = message.name or names.get(call_id)
+    if not name:
+        raise errors.InvalidRequestError(
+            f"Gemini needs the tool's name with its result (call {call_id!r}): give "
+            "Message.tool_result(..., name=) or send the assistant message that made the call",
+            provider=provider,
+            model=model,
+        )
+    key = "error" if message.is_error else "result"
+    return types.Part(
+        function_response=types.FunctionResponse(
+            name=name,
+            response={key: message.text},
+            id=None if call_id.startswith(_LOCAL_ID) else call_id,
+        )
+    )
+
+
+def _user_parts(message: Message) -> list[types.Part]:
+    if isinstance(message.content, str):
+        return [types.Part(text=message.content)]
+    parts: list[types.Part] = []
+    for part in message.content:
+        if isinstance(part, TextPart):
+            if part.text:
+                parts.append(types.Part(text=part.text))
+        elif isinstance(part, ImagePart | DocumentPart) and part.data is not None:
+            media_type = part.media_type or (
+                "application/pdf" if isinstance(part, DocumentPart) else None
+            )
+            parts.append(types.Part(inline_data=types.Blob(data=part.data, mime_type=media_type)))
+    return parts
+
+
+def _malformed_call(
+    message: str | None, request: StreamRequest, provider: str
+) -> errors.ToolArgumentsError:
+    """``MALFORMED_FUNCTION_CALL``: the model wrote a call the API could not parse
+    (``finishMessage``: "Malformed function call: print(default_api.f(...))")."""
+    text = message or ""
+    attempt = text.split(":", 1)[1].strip() if ":" in text else text
+    offered = {tool.name for tool in request.tools}
+    named = [m for m in _MALFORMED_NAME.findall(attempt) if m.split(".")[-1] in offered]
+    if named:
+        name = named[0].split(".")[-1]
+    elif len(offered) == 1:
+        name = next(iter(offered))
+    else:
+        name = "?"
+    return errors.ToolArgumentsError(
+        f"Gemini could not parse the model's call of tool {name!r} "
+        f"(MALFORMED_FUNCTION_CALL): {attempt!r:.200}",
+        tool_name=name,
+        arguments=attempt,
+        provider=provider,
+        model=request.model,
+    )
 
 
 # -- helpers ------------------------------------------------------------------------------

@@ -14,15 +14,47 @@ Mapping:
 
 - request: the system prompt becomes a leading ``system`` message, then the
   conversation (a trailing ``assistant`` turn is a prefill the model
-  continues); ``temperature``, ``max_tokens``, ``stop``; ``reasoning`` →
+  continues): user parts as the SDK's ``text(...)`` / ``image(url, detail="auto")``
+  contents (an image given as bytes goes as a ``data:`` URL; PNG and JPEG only,
+  what api.x.ai decodes, GIF / WebP are refused before the request; no documents:
+  ``content_parts`` is ``image`` and ``image_url``); an assistant turn's calls as
+  its ``tool_calls`` (``TOOL_CALL_TYPE_CLIENT_SIDE_TOOL``, status completed, the
+  arguments as compact JSON text; server-side calls are left out, their results
+  live on xAI's side only); a ``tool`` turn as the SDK's ``tool_result(content,
+  tool_call_id=...)`` (``ROLE_TOOL``; xAI has no error flag, so ``is_error`` is not
+  sent: the content says it). ``tools`` → the SDK's ``tool(name, description,
+  parameters)`` (``Function.parameters`` is the JSON Schema as text);
+  ``tool_choice`` → ``ToolChoice.mode`` (``"auto"`` / ``"none"`` /
+  ``"required"``) or ``required_tool(name)`` (``ToolChoice.function_name``);
+  ``parallel_tool_calls`` → the request field of that name; ``response_format`` →
+  ``ResponseFormat(format_type=FORMAT_TYPE_JSON_SCHEMA, schema=<JSON text>)``, the
+  reply's JSON streaming as ``content`` like any text.
+  ``temperature``, ``max_tokens``, ``stop``; ``reasoning`` →
   ``reasoning_effort`` only on models that accept it (``grok-3-mini``: ``low``
   / ``high``, ``True`` → ``low``, ``medium`` → ``high``; ``grok-4.3`` and
   later: the level as given). Other Grok models reason, or not, by model
   choice and answer INVALID_ARGUMENT to the parameter. ``request.options``
-  pass through to ``chat.create``.
+  pass through to ``chat.create``, except ``options["tools"]``: xAI's server-side
+  tools (``xai_sdk.tools.web_search()``, ``x_search()``, ``code_execution()``, ...),
+  offered next to ``request.tools``.
 - chunks: assistant ``delta.reasoning_content`` → ``ReasoningEvent``,
-  ``delta.content`` → ``TokenEvent`` (tool outputs of server-side tools are
-  skipped). Usage is cumulative on every chunk: the last one counts. xAI's
+  ``delta.content`` → ``TokenEvent`` (tool outputs of server-side tools, the
+  ``ROLE_TOOL`` outputs, are skipped). ``delta.tool_calls`` arrive whole, one
+  call per ``ToolCall`` (several may share a delta): a client-side one
+  (``TOOL_CALL_TYPE_CLIENT_SIDE_TOOL``) is one ``ToolCallDeltaEvent`` with its id,
+  name and whole ``function.arguments`` text, then, when its status says
+  ``TOOL_CALL_STATUS_COMPLETED`` (as api.x.ai sends it), its ``ToolCallEvent``
+  at once (a call not marked complete, e.g. cut by ``max_tokens``, is left to the
+  generic layer). ``REASON_TOOL_CALLS`` → ``FinishReason.TOOL_CALLS``.
+- server-side tools: the model's call arrives on an assistant output with the
+  tool's own type (``TOOL_CALL_TYPE_WEB_SEARCH_TOOL``, ``..._X_SEARCH_TOOL``,
+  ``..._CODE_EXECUTION_TOOL``, ...; the function name is xAI's internal one, e.g.
+  ``web_search_with_snippets``) → one ``ToolCallEvent(server_side=True)`` (its
+  arguments parsed; the index shared with client calls); that output even ends
+  with ``REASON_TOOL_CALLS``, but xAI runs the tool itself: a ``ROLE_TOOL``
+  output echoes the call (skipped) and the answer follows on a later output
+  index, whose finish reason (``REASON_STOP``) is the one that counts.
+  Usage is cumulative on every chunk: the last one counts. xAI's
   ``completion_tokens`` excludes reasoning, so rxllm's completion tokens are
   ``completion_tokens + reasoning_tokens``. ``cost_in_usd_ticks``, when sent,
   is the cost (1 tick = 1e-10 USD).
@@ -56,6 +88,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import json
 import re
 from collections.abc import AsyncIterator
 from typing import Any
@@ -63,13 +96,24 @@ from typing import Any
 import grpc
 from google.rpc import error_details_pb2, status_pb2
 from xai_sdk import AsyncClient
-from xai_sdk.chat import assistant, system, user
+from xai_sdk.chat import image, required_tool, system, text, tool, tool_result, user
 from xai_sdk.proto import chat_pb2, sample_pb2
 
 from .. import errors
-from ..events import DoneEvent, FinishReason, ReasoningEvent, StreamEvent, TokenEvent, Usage
+from ..content import ImagePart, Part, TextPart
+from ..events import (
+    DoneEvent,
+    FinishReason,
+    ReasoningEvent,
+    StreamEvent,
+    TokenEvent,
+    ToolCallDeltaEvent,
+    ToolCallEvent,
+    Usage,
+)
 from ..provider import Provider
-from ..request import StreamRequest
+from ..request import Message, StreamRequest
+from ..tools import complete_call
 from ..vendors import vendor
 from ._common import ErrorRules, ErrorScope, grpc_transport_failure, interrupted
 
@@ -77,6 +121,11 @@ __all__ = ["GrokProvider"]
 
 _ASSISTANT = chat_pb2.MessageRole.ROLE_ASSISTANT
 _USD_PER_TICK = 1e-10
+_CLIENT_SIDE = chat_pb2.ToolCallType.TOOL_CALL_TYPE_CLIENT_SIDE_TOOL
+_UNTYPED = chat_pb2.ToolCallType.TOOL_CALL_TYPE_INVALID
+_COMPLETED = chat_pb2.ToolCallStatus.TOOL_CALL_STATUS_COMPLETED
+# The image types api.x.ai decodes (the SDK's ``image()``: "PNG and JPG").
+_IMAGE_TYPES = frozenset({"image/png", "image/jpeg"})
 
 _FINISH: dict[int, FinishReason] = {
     sample_pb2.FinishReason.REASON_STOP: FinishReason.STOP,
@@ -169,6 +218,7 @@ class GrokProvider(Provider[_Client]):
     """
 
     spec = vendor("grok")
+    content_parts = frozenset({"image", "image_url"})
 
     def _make_client(self) -> _Client:
         host, secure = _address(self.base_url)
@@ -197,8 +247,21 @@ class GrokProvider(Provider[_Client]):
         if system_prompt is not None:
             messages.append(system(system_prompt))
         for message in request.conversation():
-            messages.append((assistant if message.role == "assistant" else user)(message.content))
+            messages.append(self._message(message, request.model))
         params: dict[str, Any] = {"model": request.model, "messages": messages}
+        tools = [tool(t.name, t.description, dict(t.parameters)) for t in request.tools]
+        if request.tool_choice is not None:
+            choice = request.tool_choice
+            params["tool_choice"] = (
+                choice if choice in ("auto", "none", "required") else required_tool(choice)
+            )
+        if request.parallel_tool_calls is not None:
+            params["parallel_tool_calls"] = request.parallel_tool_calls
+        if request.response_format is not None:
+            params["response_format"] = chat_pb2.ResponseFormat(
+                format_type=chat_pb2.FormatType.FORMAT_TYPE_JSON_SCHEMA,
+                schema=json.dumps(dict(request.response_format.schema)),
+            )
         if request.temperature is not None:
             params["temperature"] = float(request.temperature)
         max_tokens = self.max_tokens(request)
@@ -209,14 +272,60 @@ class GrokProvider(Provider[_Client]):
         effort = _reasoning_effort(request)
         if effort is not None:
             params["reasoning_effort"] = effort
-        params.update(request.options)
+        options = dict(request.options)
+        tools.extend(options.pop("tools", None) or ())  # server-side tools, as the SDK makes them
+        if tools:
+            params["tools"] = tools
+        params.update(options)
         return params
+
+    def _message(self, message: Message, model: str) -> Any:
+        """One conversation turn as the SDK's message proto."""
+        if message.role == "tool":
+            return tool_result(message.text, tool_call_id=message.tool_call_id)
+        if message.role == "assistant":
+            # What the SDK's chat.append(response) sends back: the text and the calls.
+            return chat_pb2.Message(
+                role=_ASSISTANT,
+                content=[text(message.text)],
+                tool_calls=[
+                    chat_pb2.ToolCall(
+                        id=call.id,
+                        type=_CLIENT_SIDE,
+                        status=_COMPLETED,
+                        function=chat_pb2.FunctionCall(
+                            name=call.name, arguments=call.arguments_json()
+                        ),
+                    )
+                    for call in message.tool_calls
+                    if not call.server_side
+                ],
+            )
+        if isinstance(message.content, str):
+            return user(message.content)
+        return user(*(self._part(part, model) for part in message.content))
+
+    def _part(self, part: Part, model: str) -> Any:
+        if isinstance(part, TextPart):
+            return text(part.text)
+        if isinstance(part, ImagePart):
+            if part.data is None:
+                return image(part.url)
+            if part.media_type in _IMAGE_TYPES:
+                return image(part.data_url())
+        raise errors.UnsupportedContentError(
+            f"{self.name} cannot take {part.describe()}; it takes PNG and JPEG images "
+            "(bytes or URL), no documents",
+            provider=self.name,
+            model=model,
+        )
 
     async def _events(self, request: StreamRequest) -> AsyncIterator[StreamEvent]:
         model = request.model
         last: Any = None
         finish = 0
         call: Any = None
+        calls = _Calls(self.name, model)
         limit = self.timeout
         with _ERRORS.scope(
             provider=self.name,
@@ -252,6 +361,9 @@ class GrokProvider(Provider[_Client]):
                         content = delta.content
                         if content:
                             yield TokenEvent(content)
+                        if delta.tool_calls:
+                            for event in calls.read(delta.tool_calls):
+                                yield event
                         finish = output.finish_reason
                     last = chunk
             finally:
@@ -263,6 +375,57 @@ class GrokProvider(Provider[_Client]):
             if last is None or finish == 0:
                 raise scope.incomplete("a finish reason")
             yield _done(last, finish, model, self.name)
+
+
+class _Calls:
+    """The tool calls of one reply, numbered in the order they arrive (client and
+    server side alike); a call xAI repeats (same id) is reported once."""
+
+    __slots__ = ("model", "provider", "seen")
+
+    def __init__(self, provider: str, model: str) -> None:
+        self.provider = provider
+        self.model = model
+        self.seen: dict[str, int] = {}
+
+    def read(self, tool_calls: Any) -> list[StreamEvent]:
+        out: list[StreamEvent] = []
+        for call in tool_calls:
+            function = call.function
+            if call.id and call.id in self.seen:
+                continue
+            index = len(self.seen)
+            self.seen[call.id or f"#{index}"] = index
+            arguments = function.arguments
+            if call.type in (_CLIENT_SIDE, _UNTYPED):
+                out.append(ToolCallDeltaEvent(index, arguments, call.id or None, function.name))
+                if call.status == _COMPLETED:
+                    out.append(
+                        complete_call(
+                            index=index,
+                            call_id=call.id or None,
+                            name=function.name,
+                            arguments=arguments,
+                            provider=self.provider,
+                            model=self.model,
+                        )
+                    )
+                continue
+            # A server-side tool: xAI runs it; reported, never run locally.
+            try:
+                parsed = json.loads(arguments) if arguments.strip() else {}
+            except ValueError:
+                parsed = None
+            out.append(
+                ToolCallEvent(
+                    id=call.id,
+                    name=function.name,
+                    arguments=parsed if isinstance(parsed, dict) else {"arguments": arguments},
+                    index=index,
+                    server_side=True,
+                )
+            )
+        return out
 
 
 def _address(base_url: str | None) -> tuple[str, bool]:
