@@ -100,7 +100,7 @@ from __future__ import annotations
 
 import builtins
 import warnings
-from typing import TYPE_CHECKING, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 __all__ = [
     "AuthenticationError",
@@ -279,7 +279,7 @@ class StructuredOutputError(ProviderError):
         message: str,
         *,
         raw_text: str,
-        errors: list[dict[str, object]] | None = None,
+        errors: list[dict[str, Any]] | None = None,
         provider: str | None = None,
         model: str | None = None,
     ) -> None:

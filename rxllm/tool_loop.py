@@ -62,6 +62,7 @@ DEFAULT_MAX_ROUNDS = 8
 def run_tools(
     model: Any,
     request: StreamRequest | str | None = None,
+    /,
     *,
     tools: Sequence[Any],
     max_rounds: int = DEFAULT_MAX_ROUNDS,
@@ -73,7 +74,8 @@ def run_tools(
     Args:
         model: ``"provider:model"``, a bound model (``rxllm.model(...)``, a
             ``connect(...)`` entry), or a provider (the model then comes from
-            ``model=`` or the provider's default).
+            ``model=`` or the provider's default). Positional, so ``model=`` is
+            the request field.
         request: the prompt, or a request; any request field as a keyword.
         tools: tools with functions to run (``@rxllm.tool`` functions, typed
             functions, :class:`~rxllm.tools.Tool`\\ s).
