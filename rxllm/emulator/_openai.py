@@ -9,6 +9,26 @@ Faithful to what api.openai.com sends (see ``tests/fixtures/openai``):
   usage; then ``data: [DONE]``. With ``include_usage`` every other chunk carries
   ``"usage":null``. Each chunk has the ``obfuscation`` padding field unless
   ``stream_options.include_obfuscation`` is false.
+- tool calls (``tools=[{"type": "function", "function": {...}}]``, ``tool_choice``,
+  ``parallel_tool_calls``) stream as in ``tests/fixtures/openai/openai_tool_calls.sse``:
+  a role chunk with ``"content": null`` (no ``refusal`` member) when the reply
+  starts with a call, then per call one chunk ``{"tool_calls": [{"index", "id":
+  "call_<24 base62>", "type": "function", "function": {"name", "arguments": ""}}]}``
+  and argument fragments ``{"tool_calls": [{"index", "function": {"arguments"}}]}``;
+  the finish chunk says ``"tool_calls"`` (``"length"`` when ``max_completion_tokens``
+  cut the arguments). Argument fragments count as content chunks for ``after=``.
+  ``parallel_tool_calls: false`` makes at most one call per reply.
+- history: an assistant message's ``tool_calls`` and ``tool`` messages are checked
+  as the API checks them (each call answered by a ``tool`` message, each ``tool``
+  message answering a call before it) and go to the plan as tool turns.
+- structured output: ``response_format`` ``json_schema`` → the reply is JSON fitting
+  the schema, streamed as content; ``strict: true`` with a schema strict mode
+  cannot take (an object without ``additionalProperties: false`` or with a
+  property not in ``required``) is the real 400 ``invalid_json_schema``.
+- content parts: ``text``, ``image_url`` (an https URL or a ``data:image/...;base64``
+  URL of png/jpeg/gif/webp) and ``file`` (``filename`` + a
+  ``data:application/pdf;base64`` ``file_data``, or a ``file_id``) in user
+  messages; anything else is the real 400 for it.
 - reasoning models (``gpt-5*``, ``o1``/``o3``/``o4*``) spend reasoning tokens
   but Chat Completions never streams reasoning text: they only show in
   ``usage.completion_tokens_details.reasoning_tokens``. The emulator reasons
@@ -27,6 +47,8 @@ Everything but the delta text of a chunk is encoded once per request.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import hashlib
 import itertools
 import json
@@ -34,13 +56,14 @@ import math
 import random
 import string
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from dataclasses import replace
 from typing import Any
 
 from aiohttp import web
 
 from ._behaviour import KNOB_HEADER, Behaviour
-from ._content import Plan, plan_reply
+from ._content import Offered, Plan, PlannedCall, plan_reply
 from ._http import SseStream, json_response, serve_stream
 from ._state import EmulatorState, Pacer, RecordedRequest
 
@@ -248,6 +271,10 @@ def _validate(body: dict[str, Any], model: str) -> web.Response | None:
                 param=f"messages[{i}].role",
                 code="invalid_value",
             )
+    for check in (_check_history, _check_parts, _check_tools, _check_response_format):
+        problem = check(body)
+        if problem is not None:
+            return problem
     if is_reasoning_model(model) and body.get("max_tokens") is not None:
         # Verbatim from the API (tests/fixtures/openai/openai_400.json).
         return _error(
@@ -276,6 +303,330 @@ def _validate(body: dict[str, Any], model: str) -> web.Response | None:
     return None
 
 
+def _missing(param: str) -> web.Response:
+    return _error(
+        400,
+        f"Missing required parameter: '{param}'.",
+        param=param,
+        code="missing_required_parameter",
+    )
+
+
+def _invalid_value(param: str, value: object, supported: str) -> web.Response:
+    return _error(
+        400,
+        f"Invalid value: '{value}'. Supported values are: {supported}.",
+        param=param,
+        code="invalid_value",
+    )
+
+
+def _check_history(body: dict[str, Any]) -> web.Response | None:
+    """Tool calls and results in ``messages`` as the API checks them."""
+    open_calls: dict[str, int] = {}  # ids of the last assistant turn's calls not yet answered
+    answerable: set[str] = set()
+    for i, message in enumerate(body["messages"]):
+        role = message.get("role")
+        if role == "tool":
+            call_id = message.get("tool_call_id")
+            if not isinstance(call_id, str):
+                return _missing(f"messages[{i}].tool_call_id")
+            if call_id not in answerable:
+                return _error(
+                    400,
+                    "Invalid parameter: messages with role 'tool' must be a response to a "
+                    "preceeding message with 'tool_calls'.",  # sic, as the API spells it
+                    param=f"messages.[{i}].role",
+                )
+            open_calls.pop(call_id, None)
+            continue
+        if open_calls:
+            return _unanswered(open_calls)
+        answerable = set()
+        calls = message.get("tool_calls") if role == "assistant" else None
+        if calls is None:
+            continue
+        if not isinstance(calls, list):
+            return _error(
+                400,
+                f"Invalid type for 'messages[{i}].tool_calls': expected an array, but got "
+                f"{type(calls).__name__} instead.",
+                param=f"messages[{i}].tool_calls",
+                code="invalid_type",
+            )
+        for j, call in enumerate(calls):
+            where = f"messages[{i}].tool_calls[{j}]"
+            if not isinstance(call, dict) or not isinstance(call.get("id"), str):
+                return _missing(f"{where}.id")
+            if call.get("type") != "function":
+                return (
+                    _missing(f"{where}.type")
+                    if "type" not in call
+                    else _invalid_value(
+                        f"{where}.type", call.get("type"), "'function' and 'custom'"
+                    )
+                )
+            function = call.get("function")
+            if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+                return _missing(f"{where}.function.name")
+            if not isinstance(function.get("arguments"), str):
+                return _missing(f"{where}.function.arguments")
+            open_calls[call["id"]] = i
+        answerable = set(open_calls)
+    if open_calls:
+        return _unanswered(open_calls)
+    return None
+
+
+def _unanswered(open_calls: dict[str, int]) -> web.Response:
+    where = min(open_calls.values())
+    return _error(
+        400,
+        "An assistant message with 'tool_calls' must be followed by tool messages responding "
+        "to each 'tool_call_id'. The following tool_call_ids did not have response messages: "
+        + ", ".join(open_calls),
+        param=f"messages.[{where}].role",
+    )
+
+
+_PART_TYPES = "'text', 'image_url', 'input_audio', 'refusal', 'audio', and 'file'"
+_IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp")
+
+
+def _data_url(url: str) -> tuple[str, bytes] | None:
+    """(media type, bytes) of a ``data:<type>;base64,<data>`` URL; ``None`` if malformed."""
+    head, comma, data = url.partition(",")
+    if not comma or not head.startswith("data:") or not head.endswith(";base64"):
+        return None
+    try:
+        return head[5:-7], base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _check_parts(body: dict[str, Any]) -> web.Response | None:
+    """Content parts: their types, and the image and file shapes the API accepts."""
+    for i, message in enumerate(body["messages"]):
+        content = message.get("content")
+        if not isinstance(content, list):
+            continue
+        role = message.get("role")
+        for j, part in enumerate(content):
+            where = f"messages[{i}].content[{j}]"
+            kind = part.get("type") if isinstance(part, dict) else None
+            if kind is None:
+                return _missing(f"{where}.type")
+            if kind not in ("text", "image_url", "input_audio", "refusal", "audio", "file"):
+                return _invalid_value(f"{where}.type", kind, _PART_TYPES)
+            if kind == "text" and not isinstance(part.get("text"), str):
+                return _missing(f"{where}.text")
+            if kind == "image_url":
+                if role != "user":
+                    return _error(
+                        400,
+                        f"Invalid 'messages[{i}]'. Image URLs are only allowed for messages "
+                        f"with role 'user', but this message with role '{role}' contains an "
+                        "image URL.",
+                        param=f"messages[{i}]",
+                        code="invalid_value",
+                    )
+                problem = _check_image(part.get("image_url"), f"{where}.image_url")
+                if problem is not None:
+                    return problem
+            if kind == "file":
+                problem = _check_file(part.get("file"), f"{where}.file")
+                if problem is not None:
+                    return problem
+    return None
+
+
+def _check_image(image: Any, where: str) -> web.Response | None:
+    url = image.get("url") if isinstance(image, dict) else None
+    if not isinstance(url, str):
+        return _missing(f"{where}.url")
+    if url.startswith(("https://", "http://")):
+        return None
+    decoded = _data_url(url) if url.startswith("data:") else None
+    if decoded is None:
+        return _error(
+            400,
+            f"Invalid '{where}.url'. Expected a valid URL, but got a value with an invalid format.",
+            param=f"{where}.url",
+            code="invalid_value",
+        )
+    if decoded[0] not in _IMAGE_TYPES or not decoded[1]:
+        return _error(
+            400,
+            "You uploaded an unsupported image. Please make sure your image has of one the "
+            "following formats: ['png', 'jpeg', 'gif', 'webp'].",  # sic
+            param=None,
+            code="invalid_image_format",
+        )
+    return None
+
+
+def _check_file(file: Any, where: str) -> web.Response | None:
+    if not isinstance(file, dict):
+        return _missing(where)
+    if "file_id" in file:
+        return None
+    data = file.get("file_data")
+    if not isinstance(data, str):
+        return _missing(f"{where}.file_data")
+    if not isinstance(file.get("filename"), str):
+        return _missing(f"{where}.filename")
+    decoded = _data_url(data)
+    if decoded is None or decoded[0] != "application/pdf" or not decoded[1].startswith(b"%PDF-"):
+        got = f"unsupported MIME type '{decoded[0]}'" if decoded else "an invalid data URL"
+        return _error(
+            400,
+            f"Invalid file data: '{where}.file_data'. Expected a base64-encoded data URL with "
+            "an application/pdf MIME type (e.g. "
+            f"'data:application/pdf;base64,SGVsbG8sIFdvcmxkIQ=='), but got {got}.",
+            param=f"{where}.file_data",
+            code="invalid_value",
+        )
+    return None
+
+
+_TOOL_NAME_CHARS = frozenset(string.ascii_letters + string.digits + "_-")
+
+
+def _check_tools(body: dict[str, Any]) -> web.Response | None:
+    tools = body.get("tools")
+    if tools is not None:
+        if not isinstance(tools, list):
+            return _error(
+                400,
+                f"Invalid type for 'tools': expected an array, but got {type(tools).__name__} "
+                "instead.",
+                param="tools",
+                code="invalid_type",
+            )
+        for i, tool in enumerate(tools):
+            kind = tool.get("type") if isinstance(tool, dict) else None
+            if kind is None:
+                return _missing(f"tools[{i}].type")
+            if kind != "function":
+                return _invalid_value(f"tools[{i}].type", kind, "'function' and 'custom'")
+            function = tool.get("function")
+            if not isinstance(function, dict):
+                return _missing(f"tools[{i}].function")
+            name = function.get("name")
+            if not isinstance(name, str):
+                return _missing(f"tools[{i}].function.name")
+            if not name or len(name) > 64 or not set(name) <= _TOOL_NAME_CHARS:
+                return _error(
+                    400,
+                    f"Invalid 'tools[{i}].function.name': string does not match pattern. "
+                    "Expected a string that matches the pattern '^[a-zA-Z0-9_-]+$'.",
+                    param=f"tools[{i}].function.name",
+                    code="invalid_value",
+                )
+    names = [t["function"]["name"] for t in tools or ()]
+    for field in ("tool_choice", "parallel_tool_calls"):
+        if body.get(field) is not None and not names:
+            return _error(
+                400,
+                f"Invalid value for '{field}': '{field}' is only allowed when 'tools' are "
+                "specified.",
+                param=field,
+            )
+    choice = body.get("tool_choice")
+    if isinstance(choice, str) and choice not in ("none", "auto", "required"):
+        return _invalid_value("tool_choice", choice, "'none', 'auto', and 'required'")
+    if isinstance(choice, dict):
+        function = choice.get("function")
+        name = function.get("name") if isinstance(function, dict) else None
+        if choice.get("type") != "function" or not isinstance(name, str):
+            return _missing("tool_choice.function.name")
+        if name not in names:
+            # Representative wording (the API names the tool it could not find).
+            return _error(
+                400,
+                f"Invalid value for 'tool_choice': function '{name}' is not one of the tools "
+                "in 'tools'.",
+                param="tool_choice",
+            )
+    return None
+
+
+def _check_response_format(body: dict[str, Any]) -> web.Response | None:
+    fmt = body.get("response_format")
+    if not isinstance(fmt, dict) or fmt.get("type") != "json_schema":
+        return None
+    spec = fmt.get("json_schema")
+    if not isinstance(spec, dict):
+        return _missing("response_format.json_schema")
+    name = spec.get("name")
+    if not isinstance(name, str):
+        return _missing("response_format.json_schema.name")
+    schema = spec.get("schema")
+    if spec.get("strict") is True and isinstance(schema, dict):
+        problem = _not_strict(schema, ())
+        if problem is not None:
+            return _error(
+                400,
+                f"Invalid schema for response_format '{name}': {problem}",
+                param="response_format",
+                code="invalid_json_schema",
+            )
+    return None
+
+
+def _not_strict(schema: Mapping[str, Any], context: tuple[str, ...]) -> str | None:
+    """Why strict mode refuses ``schema`` (the API's wording), or ``None``."""
+    where = f"In context=({', '.join(repr(c) for c in context)}{',' if len(context) == 1 else ''})"
+    if schema.get("type") == "object" or "properties" in schema:
+        if schema.get("additionalProperties") is not False:
+            return f"{where}, 'additionalProperties' is required to be supplied and to be false."
+        properties = schema.get("properties") or {}
+        missing = [key for key in properties if key not in (schema.get("required") or ())]
+        if missing:
+            return (
+                f"{where}, 'required' is required to be supplied and to be an array including "
+                f"every key in properties. Missing '{missing[0]}'."
+            )
+        for key, sub in properties.items():
+            if isinstance(sub, dict):
+                problem = _not_strict(sub, (*context, "properties", key))
+                if problem is not None:
+                    return problem
+    for keyword in ("items",):
+        sub = schema.get(keyword)
+        if isinstance(sub, dict):
+            problem = _not_strict(sub, (*context, keyword))
+            if problem is not None:
+                return problem
+    for keyword in ("anyOf", "$defs", "definitions"):
+        subs = schema.get(keyword)
+        items = subs.items() if isinstance(subs, dict) else enumerate(subs or ())
+        for key, sub in items:
+            if isinstance(sub, dict):
+                problem = _not_strict(sub, (*context, keyword, str(key)))
+                if problem is not None:
+                    return problem
+    return None
+
+
+def _offered(body: dict[str, Any]) -> Offered:
+    tools = tuple(
+        (t["function"]["name"], t["function"].get("parameters") or {"type": "object"})
+        for t in body.get("tools") or ()
+    )
+    choice = body.get("tool_choice")
+    if isinstance(choice, dict):
+        choice = choice["function"]["name"]
+    schema = None
+    fmt = body.get("response_format")
+    if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
+        raw = fmt["json_schema"].get("schema")
+        schema = raw if isinstance(raw, dict) else {"type": "object"}
+    return Offered(
+        tools=tools, tool_choice=choice if isinstance(choice, str) else "auto", schema=schema
+    )
+
+
 def _plan(body: dict[str, Any], model: str, behaviour: Behaviour) -> Plan:
     system: list[str] = []
     conversation: list[tuple[str, str]] = []
@@ -286,12 +637,16 @@ def _plan(body: dict[str, Any], model: str, behaviour: Behaviour) -> Plan:
             system.append(text)
         elif role == "assistant":
             conversation.append(("assistant", text))
+        elif role == "tool":
+            conversation.append(("tool", text))
         else:
             conversation.append(("user", text))
     limit = body.get("max_completion_tokens")
     if limit is None:
         limit = body.get("max_tokens")
     effort = body.get("reasoning_effort")
+    if body.get("parallel_tool_calls") is False and behaviour.tool_calls > 1:
+        behaviour = replace(behaviour, tool_calls=1)  # one call per reply
     plan = plan_reply(
         model=model,
         conversation=conversation,
@@ -299,6 +654,7 @@ def _plan(body: dict[str, Any], model: str, behaviour: Behaviour) -> Plan:
         max_tokens=limit if isinstance(limit, int) and limit > 0 else None,
         want_reasoning=effort is not None and effort not in _NO_REASONING_EFFORTS,
         behaviour=behaviour,
+        offered=_offered(body),
     )
     stop = body.get("stop")
     stops = [stop] if isinstance(stop, str) else [s for s in stop or () if isinstance(s, str)]
@@ -358,6 +714,41 @@ class _Chunks:
             + self._end()
         )
 
+    def role_before_calls(self) -> bytes:
+        # A reply that starts with a tool call: "content": null and no "refusal" member
+        # (tests/fixtures/openai/openai_tool_calls.sse).
+        return (
+            self._head
+            + b'[{"index":0,"delta":{"role":"assistant","content":null},'
+            + self._logprobs
+            + b'"finish_reason":null}]'
+            + self._end()
+        )
+
+    def call_start(self, call: PlannedCall) -> bytes:
+        start = {
+            "index": call.index,
+            "id": call_id(call),
+            "type": "function",
+            "function": {"name": call.name, "arguments": ""},
+        }
+        return self._tool_calls(json.dumps(start, separators=(",", ":"), ensure_ascii=False))
+
+    def call_arguments(self, index: int, arguments: str) -> bytes:
+        fragment = json.dumps(arguments, ensure_ascii=False)
+        return self._tool_calls(f'{{"index":{index},"function":{{"arguments":{fragment}}}}}')
+
+    def _tool_calls(self, entry: str) -> bytes:
+        return (
+            self._head
+            + b'[{"index":0,"delta":{"tool_calls":['
+            + entry.encode()
+            + b"]},"
+            + self._logprobs
+            + b'"finish_reason":null}]'
+            + self._end()
+        )
+
     def content(self, text: str) -> bytes:
         encoded = json.dumps(text, ensure_ascii=False).encode()
         return self._delta_head + encoded + self._delta_tail + self._end()
@@ -376,6 +767,19 @@ class _Chunks:
     def usage(self, plan: Plan) -> bytes:
         usage = json.dumps(_usage(plan), separators=(",", ":")).encode()
         return self._head + b'[],"usage":' + usage + self._padding_end()
+
+
+_BASE62 = string.digits + string.ascii_uppercase + string.ascii_lowercase
+
+
+def call_id(call: PlannedCall) -> str:
+    """``call_`` and 24 letters and digits, as api.openai.com shapes a call id."""
+    number = int(hashlib.sha256(call.key.encode()).hexdigest(), 16)
+    chars = []
+    for _ in range(24):
+        number, digit = divmod(number, 62)
+        chars.append(_BASE62[digit])
+    return "call_" + "".join(chars)
 
 
 def _usage(plan: Plan) -> dict[str, Any]:
@@ -411,6 +815,23 @@ def _stream_error_frame() -> bytes:
 _STREAM_ERROR = _stream_error_frame()
 
 
+def _content_frames(plan: Plan, chunks: _Chunks) -> Iterator[tuple[tuple[bytes, ...], int]]:
+    """The content events of a reply: the text chunks, then each call's argument
+    fragments (its start chunk goes out with the first one, so ``after=`` counts text
+    and argument fragments only); with the tokens each carries."""
+    size = max(1, plan.behaviour.chunk)
+    for text in plan.text_chunks():
+        yield (chunks.content(text),), size
+    for call in plan.tool_calls:
+        start = chunks.call_start(call)
+        pieces = call.pieces
+        if not pieces:
+            yield (start,), 0
+        for at in range(0, len(pieces), size):
+            fragment = chunks.call_arguments(call.index, "".join(pieces[at : at + size]))
+            yield ((start, fragment) if at == 0 else (fragment,)), size
+
+
 def _stream_body(
     record: RecordedRequest, plan: Plan, chunks: _Chunks, *, include_usage: bool
 ) -> Callable[[SseStream], Awaitable[None]]:
@@ -419,7 +840,8 @@ def _stream_body(
 
     async def body(stream: SseStream) -> None:
         await stream.start({"x-request-id": _request_id(chunks.completion_id)})
-        pending: list[bytes] = [chunks.role()]
+        starts_with_call = bool(plan.tool_calls) and not plan.text
+        pending: list[bytes] = [chunks.role_before_calls() if starts_with_call else chunks.role()]
         paced = behaviour.tps > 0
         pacer = Pacer(behaviour)
 
@@ -432,7 +854,7 @@ def _stream_body(
                 # SseStream counts writes; a coalesced write carries `count` events.
                 record.events_sent += count - 1
 
-        for index, text in enumerate(plan.text_chunks()):
+        for index, (frames, tokens) in enumerate(_content_frames(plan, chunks)):
             if fault is not None and index >= behaviour.after:
                 break
             if index == 0:
@@ -440,8 +862,8 @@ def _stream_body(
                 if paced and plan.reasoning_tokens:
                     # Reasoning is invisible in Chat Completions: it only delays the reply.
                     await asyncio.sleep(plan.reasoning_tokens / behaviour.tps)
-            await pacer.before_content(max(1, behaviour.chunk))
-            pending.append(chunks.content(text))
+            await pacer.before_content(tokens)
+            pending.extend(frames)
             if paced or len(pending) >= _BATCH:
                 await flush()
         if fault == "drop":
@@ -476,6 +898,22 @@ def _stream_body(
 
 
 def _completion(completion_id: str, plan: Plan) -> dict[str, Any]:
+    text = "".join(plan.text)
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": text if text or not plan.tool_calls else None,
+    }
+    if plan.tool_calls:
+        message["tool_calls"] = [
+            {
+                "id": call_id(call),
+                "type": "function",
+                "function": {"name": call.name, "arguments": "".join(call.pieces)},
+            }
+            for call in plan.tool_calls
+        ]
+    message["refusal"] = None
+    message["annotations"] = []
     return {
         "id": completion_id,
         "object": "chat.completion",
@@ -484,12 +922,7 @@ def _completion(completion_id: str, plan: Plan) -> dict[str, Any]:
         "choices": [
             {
                 "index": 0,
-                "message": {
-                    "role": "assistant",
-                    "content": "".join(plan.text),
-                    "refusal": None,
-                    "annotations": [],
-                },
+                "message": message,
                 "logprobs": None,
                 "finish_reason": plan.finish,
             }

@@ -12,12 +12,48 @@ Mapping:
   ``max_tokens`` → ``max_completion_tokens`` (reasoning models reject
   ``max_tokens``); ``reasoning`` → ``reasoning_effort`` (``True`` → ``"medium"``);
   ``stream_options.include_usage`` is always on, so usage arrives on the last,
-  empty-choices chunk. ``request.options`` pass through to the SDK call.
+  empty-choices chunk. ``request.options`` pass through to the SDK call (and
+  override what rxllm built, e.g. a ``response_format`` with ``strict: true``).
+- tools: ``tools=[{"type": "function", "function": {name, description,
+  parameters}}]``; ``tool_choice`` ``"auto"``/``"none"``/``"required"`` as is, a
+  tool's name as ``{"type": "function", "function": {"name": ...}}``;
+  ``parallel_tool_calls`` as is. None of them is sent without tools (the API
+  answers 400: they are "only allowed when 'tools' are specified"; without tools
+  no call can happen anyway). Chat Completions has no tools the vendor runs
+  itself, so no ``server_side`` calls come from it (a server-side call kept in
+  history from another vendor is left out of the assistant turn).
+- history: an assistant turn with calls → ``{"role": "assistant", "content":
+  text or null, "tool_calls": [{"id", "type": "function", "function": {"name",
+  "arguments": <JSON text>}}]}``; each tool result → its own ``{"role": "tool",
+  "tool_call_id", "content"}`` message (Chat Completions has no error flag: an
+  ``is_error`` result is sent as ``"Error: <content>"``).
+- content parts (user turns): ``[{"type": "text", "text"}, {"type": "image_url",
+  "image_url": {"url": <data URL or https URL>}}, {"type": "file", "file":
+  {"filename", "file_data": <PDF data URL>}}]``. Chat Completions cannot fetch a
+  document by URL, so ``document_url`` is refused before the network.
+  OpenAI-compatible servers behind ``base_url`` take what their model takes
+  (many take no ``file`` part, some no images): their 400 says so.
+- structured output: ``response_format={"type": "json_schema", "json_schema":
+  {"name", "schema", "strict": false}}``; the JSON reply streams as ordinary
+  content → ``TokenEvent``. ``strict`` is false on purpose: strict mode demands
+  ``additionalProperties: false`` on every object and every property in
+  ``required``, which pydantic's schemas (defaults, optional fields) generally
+  do not satisfy, and the API rejects such a schema with a 400 before
+  answering. Non-strict, the model still follows the schema, and rxllm validates
+  the reply itself (:mod:`rxllm.structured`); pass ``options={"response_format":
+  ...}`` with ``"strict": true`` for a schema written for strict mode.
 - chunks: ``delta.content`` → ``TokenEvent``; ``delta.refusal`` → ``TokenEvent``
   with finish reason ``content_filter``; ``delta.reasoning_content`` /
   ``delta.reasoning`` (sent by OpenAI-compatible servers behind ``base_url``;
   OpenAI itself never streams reasoning text in Chat Completions) →
-  ``ReasoningEvent``.
+  ``ReasoningEvent``; ``delta.tool_calls`` (``{index, id, type, function: {name,
+  arguments: ""}}`` to start a call, then ``{index, function: {arguments}}``
+  fragments) → ``ToolCallDeltaEvent`` (id and name on the first fragment); a call
+  is complete when the next one starts or the stream ends (the generic layer
+  sends its ``ToolCallEvent``). Compatible servers that send a whole call in one
+  fragment, repeat the id on every fragment or leave ``index`` out are read the
+  same way. ``finish_reason: "tool_calls"`` → ``FinishReason.TOOL_CALLS``. The
+  ``tool_calls`` key is only looked at in deltas that are not plain text.
 - end: ``[DONE]`` after a ``finish_reason`` chunk is the only clean end; a
   stream without them raises :class:`rxllm.errors.StreamInterruptedError` (the SDK
   itself would report success). The ``done`` event's ``details`` carry the raw
@@ -36,7 +72,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx2
 import openai
@@ -44,9 +80,18 @@ from openai._streaming import SSEDecoder
 from openai._streaming_cleanup import drain_response_async
 
 from .. import errors
-from ..events import DoneEvent, FinishReason, ReasoningEvent, StreamEvent, TokenEvent, Usage
+from ..content import DocumentPart, ImagePart, Part, TextPart
+from ..events import (
+    DoneEvent,
+    FinishReason,
+    ReasoningEvent,
+    StreamEvent,
+    TokenEvent,
+    ToolCallDeltaEvent,
+    Usage,
+)
 from ..provider import Provider
-from ..request import StreamRequest
+from ..request import Message, StreamRequest
 from ..vendors import vendor
 from ._common import ErrorRules, ErrorScope, retry_after_from_headers, transport_failure
 
@@ -140,6 +185,7 @@ class OpenAIProvider(Provider[openai.AsyncOpenAI]):
     """
 
     spec = vendor("openai")
+    content_parts: ClassVar[frozenset[str]] = frozenset({"image", "image_url", "document"})
 
     def _make_client(self) -> openai.AsyncOpenAI:
         options: dict[str, Any] = {k: self.options[k] for k in _CLIENT_OPTIONS if k in self.options}
@@ -164,17 +210,37 @@ class OpenAIProvider(Provider[openai.AsyncOpenAI]):
         await client.close()
 
     def _params(self, request: StreamRequest) -> dict[str, Any]:
-        messages: list[dict[str, str]] = []
+        messages: list[dict[str, Any]] = []
         system = request.system_prompt()
         if system is not None:
             messages.append({"role": "system", "content": system})
-        messages.extend({"role": m.role, "content": m.content} for m in request.conversation())
+        messages.extend(_message(m) for m in request.conversation())
         params: dict[str, Any] = {
             "model": request.model,
             "messages": messages,
             "stream": True,
             "stream_options": {"include_usage": True},
         }
+        if request.tools:
+            params["tools"] = [_tool(t.name, t.description, t.parameters) for t in request.tools]
+            choice = request.tool_choice
+            if choice is not None:
+                params["tool_choice"] = (
+                    choice
+                    if choice in ("auto", "none", "required")
+                    else {"type": "function", "function": {"name": choice}}
+                )
+            if request.parallel_tool_calls is not None:
+                params["parallel_tool_calls"] = request.parallel_tool_calls
+        if request.response_format is not None:
+            params["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {
+                    "name": request.response_format.name,
+                    "schema": dict(request.response_format.schema),
+                    "strict": False,  # see the module docstring
+                },
+            }
         if request.temperature is not None:
             params["temperature"] = request.temperature
         max_tokens = self.max_tokens(request)
@@ -209,6 +275,7 @@ class OpenAIProvider(Provider[openai.AsyncOpenAI]):
                 completion_id: str | None = None
                 refused = False
                 done = False
+                calls: _Calls | None = None
                 loads = json.loads
                 async for sse in SSEDecoder().aiter_bytes(http.aiter_bytes()):
                     data = sse.data
@@ -224,6 +291,11 @@ class OpenAIProvider(Provider[openai.AsyncOpenAI]):
                             content = delta.get("content")
                             if content:
                                 yield TokenEvent(content)
+                                if len(delta) > 1 and delta.get("tool_calls"):
+                                    # A compatible server that sends text and a call together.
+                                    calls = calls or _Calls()
+                                    for call_event in calls.read(delta["tool_calls"]):
+                                        yield call_event
                             elif len(delta) > 1 or "content" not in delta:
                                 reasoning = delta.get("reasoning_content") or delta.get("reasoning")
                                 if reasoning:
@@ -232,6 +304,11 @@ class OpenAIProvider(Provider[openai.AsyncOpenAI]):
                                 if refusal:
                                     refused = True
                                     yield TokenEvent(refusal)
+                                fragments = delta.get("tool_calls")
+                                if fragments:
+                                    calls = calls or _Calls()
+                                    for call_event in calls.read(fragments):
+                                        yield call_event
                         reason = choice.get("finish_reason")
                         if reason:
                             finish = reason
@@ -249,6 +326,113 @@ class OpenAIProvider(Provider[openai.AsyncOpenAI]):
                 raise scope.incomplete("[DONE]" if finish is not None else "a finish_reason chunk")
             # In the scope: the usage and finish reason came from the wire.
             yield _done(finish, usage, served_model, completion_id, refused, self.name)
+
+
+def _tool(name: str, description: str, parameters: Mapping[str, Any]) -> dict[str, Any]:
+    function: dict[str, Any] = {"name": name}
+    if description:
+        function["description"] = description
+    function["parameters"] = dict(parameters)
+    return {"type": "function", "function": function}
+
+
+def _message(message: Message) -> dict[str, Any]:
+    """One conversation turn in the Chat Completions shape."""
+    role = message.role
+    if role == "tool":
+        text = message.text
+        return {
+            "role": "tool",
+            "tool_call_id": message.tool_call_id,
+            "content": f"Error: {text}" if message.is_error else text,
+        }
+    if role == "assistant":
+        calls = [call for call in message.tool_calls if not call.server_side]
+        if not calls:
+            return {"role": "assistant", "content": message.text}
+        return {
+            "role": "assistant",
+            "content": message.text or None,
+            "tool_calls": [
+                {
+                    "id": call.id,
+                    "type": "function",
+                    "function": {"name": call.name, "arguments": call.arguments_json()},
+                }
+                for call in calls
+            ],
+        }
+    if isinstance(message.content, str):
+        return {"role": role, "content": message.content}
+    return {"role": role, "content": [_part(part, i) for i, part in enumerate(message.content)]}
+
+
+def _part(part: Part, number: int) -> dict[str, Any]:
+    if isinstance(part, TextPart):
+        return {"type": "text", "text": part.text}
+    if isinstance(part, ImagePart):
+        url = part.url if part.url is not None else part.data_url()
+        return {"type": "image_url", "image_url": {"url": url}}
+    if isinstance(part, DocumentPart) and part.data is not None:
+        # The API wants a file name with inline data; the part has none of its own.
+        return {
+            "type": "file",
+            "file": {"filename": f"document-{number + 1}.pdf", "file_data": part.data_url()},
+        }
+    # Provider._check_parts refuses document URLs before the request is built.
+    raise errors.UnsupportedContentError(f"Chat Completions cannot take {part.describe()}")
+
+
+class _Calls:
+    """Numbers the tool calls of one reply and turns their fragments into delta events.
+
+    OpenAI sends ``{index, id, type, function: {name, arguments: ""}}`` to start a
+    call and ``{index, function: {arguments}}`` after; compatible servers may repeat
+    the id on every fragment, send a whole call at once, or leave ``index`` out.
+    """
+
+    __slots__ = ("_by_id", "_by_index", "_last")
+
+    def __init__(self) -> None:
+        self._by_index: dict[Any, int] = {}
+        self._by_id: dict[str, int] = {}
+        self._last = -1
+
+    def read(self, fragments: Any) -> list[ToolCallDeltaEvent]:
+        out: list[ToolCallDeltaEvent] = []
+        for fragment in fragments if isinstance(fragments, list) else ():
+            if not isinstance(fragment, dict):
+                continue
+            function = fragment.get("function") or {}
+            arguments = function.get("arguments") or ""
+            if not isinstance(arguments, str):  # a server that sends the arguments parsed
+                arguments = json.dumps(arguments, separators=(",", ":"), ensure_ascii=False)
+            call_id = fragment.get("id") or None
+            vendor_index = fragment.get("index")
+            number: int | None = None
+            if call_id is not None and call_id in self._by_id:
+                number = self._by_id[call_id]
+            elif call_id is None:
+                if vendor_index is not None:
+                    number = self._by_index.get(vendor_index)
+                elif self._last >= 0:
+                    number = self._last
+            if number is not None:
+                if arguments:
+                    out.append(ToolCallDeltaEvent(number, arguments))
+                continue
+            self._last = number = self._last + 1
+            if vendor_index is not None:
+                self._by_index[vendor_index] = number
+            if call_id is not None:
+                self._by_id[call_id] = number
+            name = function.get("name")
+            out.append(
+                ToolCallDeltaEvent(
+                    number, arguments, id=call_id, name=name if isinstance(name, str) else None
+                )
+            )
+        return out
 
 
 def _done(
