@@ -152,6 +152,9 @@ class ToolCallEvent:
     arguments: Mapping[str, Any]
     index: int = 0
     server_side: bool = False
+    vendor_data: Mapping[str, Any] = field(default_factory=dict)
+    """What the vendor needs back with the call in a later turn (Gemini's thought
+    signature), JSON-ready; kept in history by ``ToolCall``."""
     type: Literal["tool_call"] = field(default="tool_call", init=False)
 
 

@@ -158,6 +158,7 @@ def _as_call(value: object) -> ToolCall:
             str(value["name"]),
             dict(value.get("arguments") or {}),
             bool(value.get("server_side", False)),
+            dict(value.get("vendor_data") or {}),
         )
     raise ValueError(
         f"a tool call must be a ToolCall or an {{id, name, arguments}} dict: {value!r:.60}"

@@ -212,10 +212,14 @@ class ToolCall:
     name: str
     arguments: Mapping[str, Any] = field(default_factory=dict, hash=False)
     server_side: bool = False
+    vendor_data: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    """What the vendor needs back with the call (Gemini's thought signature), JSON-ready."""
 
     @classmethod
     def of(cls, event: ToolCallEvent) -> ToolCall:
-        return cls(event.id, event.name, dict(event.arguments), event.server_side)
+        return cls(
+            event.id, event.name, dict(event.arguments), event.server_side, dict(event.vendor_data)
+        )
 
     def arguments_json(self) -> str:
         """The arguments as compact JSON (what the JSON APIs send back)."""
@@ -225,6 +229,8 @@ class ToolCall:
         out: dict[str, Any] = {"id": self.id, "name": self.name, "arguments": self.arguments}
         if self.server_side:
             out["server_side"] = True
+        if self.vendor_data:
+            out["vendor_data"] = dict(self.vendor_data)
         return out
 
 

@@ -60,8 +60,9 @@ Mapping (request → ``generateContent``):
   message or a single offered tool tells which.
 - **Thought signatures**: thinking models put a ``thoughtSignature`` on the first
   ``functionCall`` part of a reply, and Gemini 3 refuses (400) a later request whose
-  history lacks it. ``ToolCall`` has no field for it, so the provider remembers each
-  call's signature by call id (in this process, the last 4,096) and puts it back on that
+  history lacks it. It travels with the call as ``vendor_data["thought_signature"]``
+  (standard base64, as the wire has it) on the ``tool_call`` event and the history's
+  ``ToolCall``, so it survives a conversation saved to JSON, and goes back on that
   call's part when the call is sent back in an assistant message.
 - **Multi-turn**: an assistant message → a ``model`` turn ``[{text}?, {functionCall:
   {name, args, id?}}...]``; consecutive ``tool`` messages → one ``user`` turn of
@@ -89,7 +90,6 @@ import json
 import os
 import re
 import ssl
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Mapping
 from typing import Any, ClassVar, TypeVar
 
@@ -113,6 +113,7 @@ from ..events import (
 )
 from ..provider import Provider
 from ..request import Message, StreamRequest
+from ..tools import ToolCall
 from ..vendors import vendor
 from ._common import ErrorRules, ErrorScope, malformed, retry_after_from_headers, transport_failure
 
@@ -325,7 +326,7 @@ class GeminiProvider(Provider[genai.Client]):
                 parts = [types.Part(text=message.text)] if message.text else []
                 for call in message.tool_calls:
                     names[call.id] = call.name
-                    parts.append(_function_call_part(call.id, call.name, call.arguments))
+                    parts.append(_function_call_part(call))
                 contents.append(types.Content(role="model", parts=parts))
             else:
                 contents.append(types.Content(role="user", parts=_user_parts(message)))
@@ -447,18 +448,6 @@ class GeminiProvider(Provider[genai.Client]):
 _LOCAL_ID = "rxllm_"
 _MALFORMED_NAME = re.compile(r"\b(?:default_api\.)?([A-Za-z_][A-Za-z0-9_.:-]*)\s*\(")
 
-# A call's thoughtSignature (standard base64, as the wire has it), by call id.
-_SIGNATURES: OrderedDict[str, str] = OrderedDict()
-_SIGNATURES_KEPT = 4096
-
-
-def _remember_signature(call_id: str, signature: str) -> None:
-    # The public SDK path serializes bytes as URL-safe base64; keep the wire's alphabet.
-    _SIGNATURES[call_id] = signature.replace("-", "+").replace("_", "/")
-    _SIGNATURES.move_to_end(call_id)
-    while len(_SIGNATURES) > _SIGNATURES_KEPT:
-        _SIGNATURES.popitem(last=False)
-
 
 def _calling_config(choice: str) -> types.FunctionCallingConfig:
     if choice == "auto":
@@ -481,22 +470,25 @@ def _call_events(
     args = call.get("args") or {}
     call_id = call.get("id") or f"{_LOCAL_ID}{response_id or 'response'}_{index}"
     signature = part.get("thoughtSignature")
-    if signature:
-        _remember_signature(call_id, signature)
+    # The public SDK path serializes bytes as URL-safe base64; keep the wire's alphabet.
+    kept = {"thought_signature": signature.replace("-", "+").replace("_", "/")} if signature else {}
     text = json.dumps(args, ensure_ascii=False, separators=(",", ":"))
     return (
         ToolCallDeltaEvent(index=index, arguments=text, id=call_id, name=name),
-        ToolCallEvent(id=call_id, name=name, arguments=args, index=index),
+        ToolCallEvent(id=call_id, name=name, arguments=args, index=index, vendor_data=kept),
     )
 
 
-def _function_call_part(call_id: str, name: str, arguments: Mapping[str, Any]) -> types.Part:
-    """A call of an assistant turn, with its thought signature when this process saw it."""
+def _function_call_part(tool_call: ToolCall) -> types.Part:
+    """A call of an assistant turn, with its thought signature when it came with one."""
+    call_id = tool_call.id
     call = types.FunctionCall(
-        name=name, args=dict(arguments), id=None if call_id.startswith(_LOCAL_ID) else call_id
+        name=tool_call.name,
+        args=dict(tool_call.arguments),
+        id=None if call_id.startswith(_LOCAL_ID) else call_id,
     )
-    signature = _SIGNATURES.get(call_id)
-    if signature is None:
+    signature = tool_call.vendor_data.get("thought_signature")
+    if not isinstance(signature, str):
         return types.Part(function_call=call)
     try:
         raw = base64.b64decode(signature, validate=True)
