@@ -77,6 +77,15 @@ table (``rxllm/providers/_common.py`` holds the rules they share)::
     |   (Anthropic's error event,    |                         |   status, as above     |       |
     |   {"error": ...} data, a gRPC  |                         |                        |       |
     |   status after chunks)         |                         |                        |       |
+    | a tool call's arguments, once  |                         | ToolArgumentsError     | no    |
+    |   complete, are not a JSON     |                         |                        |       |
+    |   object (Gemini: MALFORMED_   |                         |                        |       |
+    |   FUNCTION_CALL)               |                         |                        |       |
+    | the reply asked for with       |                         | StructuredOutputError  | no    |
+    |   response_format is not JSON  |                         |                        |       |
+    |   that fits the schema         |                         |                        |       |
+    | a message part the vendor      | (before any request)    | UnsupportedContentError| no    |
+    |   cannot take                  |                         |                        |       |
     | rxllm's timeout operator fired |                         | TimeoutError           | idle  |
     | the stream was stopped         |                         | CancelledError         | no    |
     | bad settings, no API key       |                         | ConfigurationError     | no    |
@@ -249,7 +258,7 @@ class ToolArgumentsError(ProviderError):
         self,
         message: str,
         *,
-        tool_name: str,
+        tool_name: str = "?",
         call_id: str | None = None,
         arguments: str = "",
         provider: str | None = None,
@@ -278,7 +287,7 @@ class StructuredOutputError(ProviderError):
         self,
         message: str,
         *,
-        raw_text: str,
+        raw_text: str = "",
         errors: list[dict[str, Any]] | None = None,
         provider: str | None = None,
         model: str | None = None,

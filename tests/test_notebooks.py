@@ -110,7 +110,7 @@ def expected_text(spec: str, prompt: str, **fields: Any) -> str:
 
 def test_all_notebooks_are_saved_without_outputs() -> None:
     names = sorted(p.name for p in NOTEBOOKS.glob("*.ipynb"))
-    assert names == ["compare.ipynb", "pipelines.ipynb", "quickstart.ipynb"]
+    assert names == ["compare.ipynb", "pipelines.ipynb", "quickstart.ipynb", "tools.ipynb"]
     for path in NOTEBOOKS.glob("*.ipynb"):
         book = nbformat.read(path, as_version=4)
         nbformat.validate(book)
@@ -238,3 +238,53 @@ def test_a_blocking_call_in_a_cell_raises_at_once_naming_the_async_form(
         assert async_form in error.evalue, tag
     assert stdout(cells["iterate"]) == ""  # no event before the error
     assert stdout(cells["async"]).strip() == expected_text("openai:gpt-5-mini", "Hi", max_tokens=3)
+
+
+def test_tools(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cells = execute("tools.ipynb", tmp_path, monkeypatch)
+
+    schema = json.loads(stdout(cells["define-tools"]))
+    assert schema["required"] == ["city"]
+    assert schema["properties"]["city"]["description"] == "The city's name."
+
+    streamed = stdout(cells["stream-call"]).splitlines()
+    deltas = [line for line in streamed if line.startswith("delta")]
+    assert len(deltas) > 2  # Claude streams the arguments in fragments
+    assert deltas[0].startswith("delta 0 get_weather")
+    assert [line.split()[0] for line in streamed[len(deltas) :]] == ["call", "done"]
+    assert streamed[-1] == "done  tool_calls"
+
+    loop = stdout(cells["run-tools"]).splitlines()
+    assert [line.split()[0] for line in loop[:4]] == ["call", "call", "result", "result"]
+    assert loop[4].startswith("done    stop after 2 rounds,")
+    assert loop[5].startswith("The tools said: 12°C and light rain in ")
+    assert "'time': '14:05'" not in loop[5]
+    assert '"time":"14:05"' in loop[5]
+
+    stopped = stdout(cells["loop-operators"])
+    assert stopped.startswith("token_limit 'The tools' ")  # three tokens of the answer
+    assert stopped.rstrip().endswith("['get_weather']")
+
+    structured = stdout(cells["structured"]).splitlines()
+    assert int(structured[0].split()[0]) > 3
+    assert structured[1].startswith("City name=")
+    assert "population=" in structured[1]
+    assert stdout(cells["structured-error"]).startswith(
+        'StructuredOutputError · {"name": "Oslo"} · 2 errors'
+    )
+
+    images = stdout(cells["images"]).splitlines()
+    assert [line.split()[0] for line in images[:4]] == FOUR
+    assert all(line.endswith("→ length") for line in images[:4])
+    assert images[4].startswith("UnsupportedContentError · grok:grok-4: grok cannot take document")
+
+    conversation = stdout(cells["conversation"]).splitlines()
+    assert conversation[0] == "['user', 'assistant', 'tool', 'assistant', 'user', 'assistant']"
+    assert conversation[1].endswith("characters of JSON; 6 messages back")
+
+    lanes = stdout(cells["compare"]).splitlines()
+    assert [line.split()[0] for line in lanes] == FOUR
+    assert all(" · length · " in line for line in lanes)
+    calls = stdout(cells["compare-tools"]).splitlines()
+    assert [line.split()[0] for line in calls] == FOUR
+    assert all(" · tool_calls · get_weather({" in line for line in calls)

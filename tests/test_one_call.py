@@ -20,6 +20,7 @@ from rxllm.provider import Provider
 from rxllm.registry import BoundModel
 from rxllm.request import Message, StreamRequest
 from rxllm.testing import EMULATOR_KEY
+from rxllm.tools import Tool
 from rxllm.vendors import OPENAI_MAPPER, ProviderSpec
 
 SPEC = "openai:gpt-4o"
@@ -125,7 +126,8 @@ class Recorder(Provider[None]):
 
     async def _events(self, request: StreamRequest) -> AsyncIterator[StreamEvent]:
         self.seen.append(request)
-        yield TokenEvent("ok")
+        # Structured output: the JSON string "ok".
+        yield TokenEvent('"ok"' if request.response_format else "ok")
         yield DoneEvent(Usage(1, 1), FinishReason.STOP, request.model, self.name)
 
 
@@ -138,6 +140,10 @@ EVERY_FIELD: dict[str, Any] = {
     "max_tokens": 7,
     "stop": ("\n\n",),
     "reasoning": "low",
+    "tools": (Tool("lookup", "Look it up."),),
+    "tool_choice": "auto",
+    "parallel_tool_calls": False,
+    "response_format": {"type": "string"},
     "options": {"seed": 1},
 }
 
@@ -153,11 +159,11 @@ async def test_every_request_field_is_a_keyword_of_stream_generate_and_compare()
 
     assert provider.stream(**EVERY_FIELD).request == wanted
     assert bound.stream(**EVERY_FIELD).request == wanted
-    assert await provider.generate(**EVERY_FIELD) == "ok"
-    assert await bound.generate(**EVERY_FIELD) == "ok"
+    assert await provider.generate(**EVERY_FIELD) == '"ok"'
+    assert await bound.generate(**EVERY_FIELD) == '"ok"'
     comparison = compare(models=[bound], **EVERY_FIELD)
     results = await comparison.collect()
-    assert results["recorder:rec-1"].text == "ok"
+    assert results["recorder:rec-1"].text == '"ok"'
     assert provider.seen == [wanted, wanted, wanted]
     assert all(seen.options == {"seed": 1} for seen in provider.seen)
 
