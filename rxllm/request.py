@@ -36,7 +36,7 @@ _ROLES: frozenset[str] = frozenset(get_args(Role))
 _EFFORTS: frozenset[str] = frozenset(get_args(ReasoningEffort))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class Message:
     """One turn of a conversation.
 
@@ -97,6 +97,20 @@ class Message:
         elif self.role == "assistant" and not text and not self.tool_calls:
             raise ValueError("Message.content must not be empty (an assistant message)")
         _check_text(text, "Message.content")
+
+    def __repr__(self) -> str:
+        # Role and content, and only the fields a turn of its kind sets.
+        extras = "".join(
+            f", {name}={getattr(self, name)!r}"
+            for name, unset in (
+                ("tool_calls", ()),
+                ("tool_call_id", None),
+                ("name", None),
+                ("is_error", False),
+            )
+            if getattr(self, name) != unset
+        )
+        return f"Message(role={self.role!r}, content={self.content!r}{extras})"
 
     @property
     def text(self) -> str:
