@@ -2,8 +2,8 @@ r"""Anthropic Claude on the official ``anthropic`` SDK (Messages API, streamed).
 
 The SDK builds, authenticates and sends the request and raises its typed status
 errors (``client.messages.with_streaming_response.create``); the events are then
-read with the SDK's own SSE decoder and ``json.loads``, skipping the pydantic model
-the SDK would build per chunk (the hot path; see ``bench/``).
+framed in bytes per network read (:mod:`rxllm.providers._sse`) and ``json.loads``-ed,
+skipping the pydantic model the SDK would build per chunk (the hot path; see ``bench/``).
 
 Mapping:
 
@@ -93,6 +93,8 @@ from ..request import Message, StreamRequest
 from ..tools import complete_call
 from ..vendors import vendor
 from ._common import ErrorRules, ErrorScope, retry_after_from_headers, transport_failure
+from ._sse import SSEFramer
+from ._typed import TypedError, anthropic_delta
 
 __all__ = ["AnthropicProvider"]
 
@@ -255,45 +257,59 @@ class AnthropicProvider(Provider[anthropic.AsyncAnthropic]):
                 scope.reading = True
                 http = raw.http_response
                 scope.expect_event_stream(http.headers.get("content-type"), http.status_code)
-                # The SDK's own SSE decoder over the body, without a model per event.
-                async for sse in anthropic.AsyncStream.raw_events(raw.http_response):
-                    kind = sse.event
-                    if kind == "content_block_delta":
-                        body = json.loads(sse.data)
-                        delta = body["delta"]
-                        delta_type = delta["type"]
-                        if delta_type == "text_delta":
-                            yield TokenEvent(delta["text"])
-                        elif delta_type == "thinking_delta" and delta["thinking"]:
-                            yield ReasoningEvent(delta["thinking"])
-                        elif delta_type == "input_json_delta":
-                            call = state.calls.get(body["index"])
-                            fragment = delta["partial_json"]
-                            if call is not None and fragment:
-                                call.parts.append(fragment)
-                                if not call.server_side:
-                                    yield ToolCallDeltaEvent(call.index, fragment)
-                        # signature_delta, citations_delta: not text.
-                    elif kind == "content_block_start":
-                        if "tool_use" in sse.data:  # text and thinking blocks: nothing to do
-                            call = state.open_call(json.loads(sse.data))
-                            if call is not None and not call.server_side:
-                                yield ToolCallDeltaEvent(call.index, "", call.id, call.name)
-                    elif kind == "content_block_stop":
-                        if state.calls:
-                            call = state.calls.pop(json.loads(sse.data)["index"], None)
-                            if call is not None:
-                                yield call.complete(self.name, state.model)
-                    elif kind == "message_start":
-                        state.start(json.loads(sse.data)["message"])
-                    elif kind == "message_delta":
-                        state.delta(json.loads(sse.data))
-                    elif kind == "message_stop":
-                        state.stopped = True
-                    elif kind == "error":
-                        raise _in_band_error(sse.data, scope)
-                    # ping; and, as the API docs ask of clients,
-                    # event types added later are ignored rather than fatal.
+                # rxllm's own framing, per network read; the event name picks the
+                # event before any JSON, and most events are never decoded.
+                framer = SSEFramer()
+                loads = json.loads
+                async for read in http.aiter_bytes():
+                    for kind, data in framer.feed(read):
+                        if kind == b"content_block_delta":
+                            try:  # text and thinking, typed (see _typed)
+                                piece = anthropic_delta(data)
+                            except TypedError:
+                                piece = None
+                            if piece is not None:
+                                if piece[0]:
+                                    if piece[1]:
+                                        yield ReasoningEvent(piece[1])
+                                else:
+                                    yield TokenEvent(piece[1])
+                                continue
+                            body = loads(data)
+                            delta = body["delta"]
+                            delta_type = delta["type"]
+                            if delta_type == "text_delta":
+                                yield TokenEvent(delta["text"])
+                            elif delta_type == "thinking_delta" and delta["thinking"]:
+                                yield ReasoningEvent(delta["thinking"])
+                            elif delta_type == "input_json_delta":
+                                call = state.calls.get(body["index"])
+                                fragment = delta["partial_json"]
+                                if call is not None and fragment:
+                                    call.parts.append(fragment)
+                                    if not call.server_side:
+                                        yield ToolCallDeltaEvent(call.index, fragment)
+                            # signature_delta, citations_delta: not text.
+                        elif kind == b"content_block_start":
+                            if b"tool_use" in data:  # text and thinking blocks: nothing to do
+                                call = state.open_call(loads(data))
+                                if call is not None and not call.server_side:
+                                    yield ToolCallDeltaEvent(call.index, "", call.id, call.name)
+                        elif kind == b"content_block_stop":
+                            if state.calls:
+                                call = state.calls.pop(loads(data)["index"], None)
+                                if call is not None:
+                                    yield call.complete(self.name, state.model)
+                        elif kind == b"message_start":
+                            state.start(loads(data)["message"])
+                        elif kind == b"message_delta":
+                            state.delta(loads(data))
+                        elif kind == b"message_stop":
+                            state.stopped = True
+                        elif kind == b"error":
+                            raise _in_band_error(data.decode(errors="replace"), scope)
+                        # ping; and, as the API docs ask of clients,
+                        # event types added later are ignored rather than fatal.
             if not state.stopped:
                 raise scope.incomplete(f"its message_stop event (after {state.where()})")
             yield state.done(self.name, request)  # in the scope: its fields came from the wire

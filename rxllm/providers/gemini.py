@@ -29,9 +29,10 @@ What this module does about the SDK's behaviour, and why:
   so by default the provider uses the SDK's internal request pipeline: the SDK builds
   and validates the request (``_GenerateContentParameters_to_mldev``), authenticates and
   sends it (``BaseApiClient._build_request`` / ``_async_request``, which raise the SDK's
-  typed ``ClientError``/``ServerError`` for error statuses), and its own SSE decoder
-  (``HttpResponse._aiter_response_stream``) yields each event's JSON text, which is
-  ``json.loads``-ed once. Those are private names: they are checked once at import, and
+  typed ``ClientError``/``ServerError`` for error statuses); the open response's body
+  (``HttpResponse.response_stream``) is framed in bytes per network read by
+  :mod:`rxllm.providers._sse` (the SDK's line reader awaits once per line) and each
+  event ``json.loads``-ed once. Those are private names: they are checked once at import, and
   if a future SDK lacks them (or with ``GeminiProvider(raw_stream=False)``) the public
   ``generate_content_stream`` is used instead, mapped through the same code. The tests
   run both paths.
@@ -95,6 +96,7 @@ from typing import Any, ClassVar, TypeVar
 
 import aiohttp
 import certifi
+import msgspec
 from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
@@ -116,6 +118,8 @@ from ..request import Message, StreamRequest
 from ..tools import ToolCall
 from ..vendors import vendor
 from ._common import ErrorRules, ErrorScope, malformed, retry_after_from_headers, transport_failure
+from ._sse import SSEFramer
+from ._typed import NULL, TypedError, decode_raw, gemini_chunk
 
 try:  # the SDK's private request pipeline (see the module docstring)
     from google.genai import _common as _genai_common
@@ -131,7 +135,6 @@ try:  # the SDK's private request pipeline (see the module docstring)
             hasattr(_genai_common, "encode_unserializable_types"),
             hasattr(_BaseApiClient, "_build_request"),
             hasattr(_BaseApiClient, "_async_request"),
-            hasattr(_HttpResponse, "_aiter_response_stream"),
         )
     )
 except ImportError:  # pragma: no cover - depends on the SDK version
@@ -345,6 +348,7 @@ class GeminiProvider(Provider[genai.Client]):
         finish: str | None = None
         blocked: str | None = None
         usage: Mapping[str, Any] | None = None
+        usage_raw: msgspec.Raw | None = None
         model_version: str | None = None
         response_id: str | None = None
         finish_message: str | None = None
@@ -365,16 +369,18 @@ class GeminiProvider(Provider[genai.Client]):
                         raw = await _unqueued(
                             _send_raw(client, http_request, config.http_options), deadline, timeout
                         )
-                        lines = raw._aiter_response_stream()
+                        lines = _body_reads(raw)
                         scope.reading = True
                         scope.expect_event_stream(_content_type(raw.headers))
                     else:
                         lines = _public_stream(client, request.model, contents, config, scope)
+                    framer = SSEFramer()
+                    loads = json.loads
                     while True:
                         deadline.reschedule(loop.time() + timeout)
                         try:
                             # The public stream sends the request on its first step.
-                            line = await (
+                            read = await (
                                 lines.__anext__()
                                 if raw is not None
                                 else _unqueued(lines.__anext__(), deadline, timeout)
@@ -382,37 +388,63 @@ class GeminiProvider(Provider[genai.Client]):
                         except StopAsyncIteration:
                             break
                         deadline.reschedule(None)  # a slow consumer is not a stalled server
-                        data: dict[str, Any] = json.loads(line) if raw is not None else line
-                        if "error" in data:
-                            _raise_in_band(data, raw)
-                        if response_id is None:
-                            response_id = data.get("responseId")
-                            model_version = data.get("modelVersion")
-                        candidates = data.get("candidates")
-                        if candidates:
-                            candidate = candidates[0]
-                            content = candidate.get("content")
-                            if content:
-                                for part in content.get("parts") or ():
-                                    text = part.get("text")
-                                    if text:
-                                        if part.get("thought"):
-                                            yield ReasoningEvent(text)
-                                        else:
-                                            yield TokenEvent(text)
-                                    elif "functionCall" in part:
-                                        for event in _call_events(part, calls, response_id):
-                                            yield event
-                                        calls += 1
-                            if "finishReason" in candidate:
-                                finish = candidate["finishReason"]
-                                finish_message = candidate.get("finishMessage")
-                        elif "promptFeedback" in data:
-                            blocked = data["promptFeedback"].get("blockReason") or blocked
-                        if "usageMetadata" in data:
-                            usage = data["usageMetadata"]
+                        # Raw: every event this network read completed, framed in bytes.
+                        for _, line in framer.feed(read) if raw is not None else ((None, read),):
+                            if raw is not None:
+                                try:  # a text-only event, typed (see _typed)
+                                    typed = gemini_chunk(line)
+                                except TypedError:
+                                    typed = None
+                                if typed is not None:
+                                    if response_id is None:
+                                        response_id = typed.responseId
+                                        model_version = typed.modelVersion
+                                    content_typed = typed.candidates[0].content
+                                    if content_typed is not None:
+                                        for piece in content_typed.parts:
+                                            if piece.text:
+                                                if piece.thought:
+                                                    yield ReasoningEvent(piece.text)
+                                                else:
+                                                    yield TokenEvent(piece.text)
+                                    if typed.usageMetadata != NULL:
+                                        usage_raw = typed.usageMetadata
+                                        usage = None
+                                    continue
+                            data: dict[str, Any] = loads(line) if raw is not None else read
+                            if "error" in data:
+                                _raise_in_band(data, raw)
+                            if response_id is None:
+                                response_id = data.get("responseId")
+                                model_version = data.get("modelVersion")
+                            candidates = data.get("candidates")
+                            if candidates:
+                                candidate = candidates[0]
+                                content = candidate.get("content")
+                                if content:
+                                    for part in content.get("parts") or ():
+                                        text = part.get("text")
+                                        if text:
+                                            if part.get("thought"):
+                                                yield ReasoningEvent(text)
+                                            else:
+                                                yield TokenEvent(text)
+                                        elif "functionCall" in part:
+                                            for event in _call_events(part, calls, response_id):
+                                                yield event
+                                            calls += 1
+                                if "finishReason" in candidate:
+                                    finish = candidate["finishReason"]
+                                    finish_message = candidate.get("finishMessage")
+                            elif "promptFeedback" in data:
+                                blocked = data["promptFeedback"].get("blockReason") or blocked
+                            if "usageMetadata" in data:
+                                usage = data["usageMetadata"]
+                                usage_raw = None
             finally:
                 await _close(lines, raw)
+            if usage_raw is not None:  # the last usage came with a typed event
+                usage = decode_raw(usage_raw)  # type: ignore[assignment]
             if finish is None and blocked is None:
                 raise scope.incomplete("a finishReason (cut before its end)")
             if finish == "MALFORMED_FUNCTION_CALL" and request.tools:
@@ -662,6 +694,16 @@ async def _public_stream(
             yield chunk.model_dump(mode="json", by_alias=True, exclude_none=True)
     finally:
         await stream.aclose()  # type: ignore[attr-defined]
+
+
+def _body_reads(raw: _HttpResponse) -> AsyncIterator[bytes]:
+    """The body of the SDK's open response, read by read (framed by ``_sse``, not the
+    SDK's line reader, which awaits once per line)."""
+    response: Any = raw.response_stream
+    if isinstance(response, aiohttp.ClientResponse):
+        reads: AsyncIterator[bytes] = response.content.iter_any()
+        return reads
+    return response.aiter_bytes()  # type: ignore[no-any-return]  # httpx2 transport
 
 
 def _content_type(headers: Any) -> str | None:

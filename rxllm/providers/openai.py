@@ -1,8 +1,9 @@
 """OpenAI Chat Completions on the official ``openai`` SDK (``openai.AsyncOpenAI``).
 
 The SDK builds the request, authenticates, and raises its typed status errors;
-the stream itself is read through ``with_streaming_response`` and decoded with
-the SDK's own SSE decoder plus ``json.loads``. Iterating the SDK's
+the stream itself is read through ``with_streaming_response``, framed in bytes
+per network read by :mod:`rxllm.providers._sse`; a plain text chunk is decoded typed
+(:mod:`rxllm.providers._typed`), every other one with ``json.loads``. Iterating the SDK's
 ``AsyncStream`` would build a pydantic model per chunk, which costs about ten
 times the rest of the hot path; rxllm never needs those models.
 
@@ -76,7 +77,6 @@ from typing import Any, ClassVar
 
 import httpx2
 import openai
-from openai._streaming import SSEDecoder
 from openai._streaming_cleanup import drain_response_async
 
 from .. import errors
@@ -94,6 +94,8 @@ from ..provider import Provider
 from ..request import Message, StreamRequest
 from ..vendors import vendor
 from ._common import ErrorRules, ErrorScope, retry_after_from_headers, transport_failure
+from ._sse import SSEFramer
+from ._typed import TypedError, openai_chunk
 
 __all__ = ["OpenAIProvider"]
 
@@ -277,47 +279,59 @@ class OpenAIProvider(Provider[openai.AsyncOpenAI]):
                 done = False
                 calls: _Calls | None = None
                 loads = json.loads
-                async for sse in SSEDecoder().aiter_bytes(http.aiter_bytes()):
-                    data = sse.data
-                    if data.startswith("[DONE]"):
-                        done = True
+                framer = SSEFramer()
+                async for read in http.aiter_bytes():
+                    for _, data in framer.feed(read):
+                        if data[:6] == b"[DONE]":
+                            done = True
+                            break
+                        try:  # the plain text chunk, typed (see _typed)
+                            text = openai_chunk(data)
+                        except TypedError:
+                            text = None
+                        if text is not None:
+                            yield TokenEvent(text)
+                            continue
+                        chunk = loads(data)
+                        choices = chunk.get("choices")
+                        if choices:
+                            choice = choices[0]
+                            delta = choice.get("delta")
+                            if delta:
+                                content = delta.get("content")
+                                if content:
+                                    yield TokenEvent(content)
+                                    if len(delta) > 1 and delta.get("tool_calls"):
+                                        # A compatible server that sends text and a call together.
+                                        calls = calls or _Calls()
+                                        for call_event in calls.read(delta["tool_calls"]):
+                                            yield call_event
+                                elif len(delta) > 1 or "content" not in delta:
+                                    reasoning = delta.get("reasoning_content") or delta.get(
+                                        "reasoning"
+                                    )
+                                    if reasoning:
+                                        yield ReasoningEvent(reasoning)
+                                    refusal = delta.get("refusal")
+                                    if refusal:
+                                        refused = True
+                                        yield TokenEvent(refusal)
+                                    fragments = delta.get("tool_calls")
+                                    if fragments:
+                                        calls = calls or _Calls()
+                                        for call_event in calls.read(fragments):
+                                            yield call_event
+                            reason = choice.get("finish_reason")
+                            if reason:
+                                finish = reason
+                                completion_id = chunk.get("id")
+                                served_model = chunk.get("model") or model
+                        elif "error" in chunk:
+                            raise _in_band_error(chunk["error"], scope)
+                        if chunk.get("usage"):
+                            usage = chunk["usage"]
+                    if done:
                         break
-                    chunk = loads(data)
-                    choices = chunk.get("choices")
-                    if choices:
-                        choice = choices[0]
-                        delta = choice.get("delta")
-                        if delta:
-                            content = delta.get("content")
-                            if content:
-                                yield TokenEvent(content)
-                                if len(delta) > 1 and delta.get("tool_calls"):
-                                    # A compatible server that sends text and a call together.
-                                    calls = calls or _Calls()
-                                    for call_event in calls.read(delta["tool_calls"]):
-                                        yield call_event
-                            elif len(delta) > 1 or "content" not in delta:
-                                reasoning = delta.get("reasoning_content") or delta.get("reasoning")
-                                if reasoning:
-                                    yield ReasoningEvent(reasoning)
-                                refusal = delta.get("refusal")
-                                if refusal:
-                                    refused = True
-                                    yield TokenEvent(refusal)
-                                fragments = delta.get("tool_calls")
-                                if fragments:
-                                    calls = calls or _Calls()
-                                    for call_event in calls.read(fragments):
-                                        yield call_event
-                        reason = choice.get("finish_reason")
-                        if reason:
-                            finish = reason
-                            completion_id = chunk.get("id")
-                            served_model = chunk.get("model") or model
-                    elif "error" in chunk:
-                        raise _in_band_error(chunk["error"], scope)
-                    if chunk.get("usage"):
-                        usage = chunk["usage"]
                 if done and http.http_version == "HTTP/1.1":
                     # Read the rest (the chunked terminator) so the connection goes back
                     # to the pool instead of being closed, as the SDK's own stream does.

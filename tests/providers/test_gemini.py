@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import socket
-import ssl
 import urllib.parse
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import anyio
-import httpx2
 import pytest
 import pytest_asyncio
 from aiohttp import web
@@ -157,44 +153,6 @@ async def test_continuation_yields_exactly_the_rest(gemini: GeminiProvider) -> N
 
 
 # -- errors -------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "failure",
-    [
-        ConnectionResetError(104, "Connection reset by peer"),
-        ssl.SSLError(1, "[SSL: DECRYPTION_FAILED_OR_BAD_RECORD_MAC] bad record mac"),
-        anyio.BrokenResourceError(),
-        httpx2.StreamClosed(),
-    ],
-    ids=type,
-)
-async def test_a_raw_transport_failure_mid_body_is_interrupted(
-    emulator: Emulator, monkeypatch: pytest.MonkeyPatch, failure: Exception
-) -> None:
-    from rxllm.providers import gemini as module
-
-    read_lines = module._HttpResponse._aiter_response_stream
-
-    async def breaking_lines(self: Any) -> AsyncIterator[Any]:
-        lines = read_lines(self)
-        try:
-            yield await lines.__anext__()
-            yield await lines.__anext__()
-            raise failure  # as a socket or TLS error escaping the HTTP client would
-        finally:
-            with contextlib.suppress(Exception):
-                await lines.aclose()
-
-    monkeypatch.setattr(module._HttpResponse, "_aiter_response_stream", breaking_lines)
-    provider = GeminiProvider(api_key=EMULATOR_KEY, base_url=emulator.base_url("gemini"))
-    try:
-        events, error = await _run(provider, _req())
-    finally:
-        await provider.aclose()
-    assert len(events) == 2
-    assert type(error) is errors.StreamInterruptedError
-    assert error.__cause__ is failure
 
 
 async def test_in_band_error_event_is_a_server_error_after_the_tokens(

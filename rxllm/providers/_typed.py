@@ -1,0 +1,156 @@
+"""Typed decoding of the one event shape that dominates a stream: a piece of text.
+
+Why: ``json.loads`` builds a dict for every key of every chunk (ids, timestamps,
+fingerprints, ``logprobs: null``) only for the provider to read one string. ``msgspec``
+decodes into a struct of the few fields rxllm reads and skips the rest without building
+it; ``bench/`` measured 0.6 µs per OpenAI chunk against 4.5 µs for ``json.loads``, and
+0.34 µs against 3.0 µs for an Anthropic delta.
+
+These structs are a *fast path*, never the only reading: a provider takes the typed
+result only when it is the plain text case (one choice, a text delta and nothing else
+the provider acts on); anything else, an unexpected type included
+(``msgspec.ValidationError``) or a payload that does not parse, goes through the general
+``json.loads`` reading as before, so a new field or a new shape never breaks a stream.
+Fields rxllm only needs to see the *presence* of are kept as ``msgspec.Raw`` (not
+decoded); ``NULL`` is their default and what a JSON ``null`` decodes to.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+__all__ = [
+    "NULL",
+    "TypedError",
+    "anthropic_delta",
+    "decode_raw",
+    "gemini_chunk",
+    "openai_chunk",
+]
+
+NULL = msgspec.Raw(b"null")
+"""An absent (or JSON ``null``) field kept raw."""
+
+TypedError = msgspec.MsgspecError
+"""A payload the typed reading does not fit (bad JSON or another shape): read it the
+general way."""
+
+
+class _OpenAIDelta(msgspec.Struct):
+    content: str | None = None
+    tool_calls: msgspec.Raw = NULL
+    reasoning_content: msgspec.Raw = NULL
+    reasoning: msgspec.Raw = NULL
+    refusal: msgspec.Raw = NULL
+
+
+class _OpenAIChoice(msgspec.Struct):
+    delta: _OpenAIDelta | None = None
+    finish_reason: msgspec.Raw = NULL
+
+
+class OpenAIChunk(msgspec.Struct):
+    """A Chat Completions chunk, as far as its text goes."""
+
+    choices: list[_OpenAIChoice] = []
+    usage: msgspec.Raw = NULL
+    error: msgspec.Raw = NULL
+
+
+def _openai_text(data: bytes) -> str | None:
+    """The chunk's text when it is only text (else ``None``: read it in full)."""
+    chunk = _OPENAI(data)
+    choices = chunk.choices
+    if len(choices) != 1 or chunk.usage != NULL or chunk.error != NULL:
+        return None
+    choice = choices[0]
+    delta = choice.delta
+    if (
+        delta is None
+        or not delta.content
+        or choice.finish_reason != NULL
+        or delta.tool_calls != NULL
+        or delta.reasoning_content != NULL
+        or delta.reasoning != NULL
+        or delta.refusal != NULL
+    ):
+        return None
+    return delta.content
+
+
+_OPENAI = msgspec.json.Decoder(OpenAIChunk).decode
+openai_chunk = _openai_text
+
+
+class _AnthropicDelta(msgspec.Struct):
+    type: str
+    text: str | None = None
+    thinking: str | None = None
+
+
+class AnthropicDelta(msgspec.Struct):
+    """A ``content_block_delta`` event, as far as its text or thinking goes."""
+
+    delta: _AnthropicDelta
+
+
+_ANTHROPIC = msgspec.json.Decoder(AnthropicDelta).decode
+
+
+def anthropic_delta(data: bytes) -> tuple[bool, str] | None:
+    """``(is_thinking, text)`` of a text or thinking delta, else ``None`` (read it in full)."""
+    delta = _ANTHROPIC(data).delta
+    kind = delta.type
+    if kind == "text_delta" and delta.text is not None:
+        return False, delta.text
+    if kind == "thinking_delta" and delta.thinking is not None:
+        return True, delta.thinking
+    return None
+
+
+class _GeminiPart(msgspec.Struct):
+    text: str | None = None
+    thought: bool | None = None
+    functionCall: msgspec.Raw = NULL
+
+
+class _GeminiContent(msgspec.Struct):
+    parts: list[_GeminiPart] = []
+
+
+class _GeminiCandidate(msgspec.Struct):
+    content: _GeminiContent | None = None
+    finishReason: msgspec.Raw = NULL
+
+
+class GeminiChunk(msgspec.Struct):
+    """A ``GenerateContentResponse`` event, as far as its text goes."""
+
+    candidates: list[_GeminiCandidate] = []
+    usageMetadata: msgspec.Raw = NULL
+    responseId: str | None = None
+    modelVersion: str | None = None
+    error: msgspec.Raw = NULL
+
+
+_GEMINI = msgspec.json.Decoder(GeminiChunk).decode
+
+
+def gemini_chunk(data: bytes) -> GeminiChunk | None:
+    """The event when it carries only text and thought parts (no call, no finish, no
+    error), else ``None`` (read it in full)."""
+    chunk = _GEMINI(data)
+    candidates = chunk.candidates
+    if len(candidates) != 1 or chunk.error != NULL or candidates[0].finishReason != NULL:
+        return None
+    content = candidates[0].content
+    if content is not None:
+        for part in content.parts:
+            if part.functionCall != NULL:
+                return None
+    return chunk
+
+
+def decode_raw(raw: msgspec.Raw) -> object:
+    """A field kept raw, decoded (the general way)."""
+    return msgspec.json.decode(raw)
