@@ -131,6 +131,29 @@ async def _concurrent(name: str, urls: dict[str, str], streams: int, words: int)
     }
 
 
+async def _scale(
+    name: str, urls: dict[str, str], streams: int, words: int, base: int = 100
+) -> dict[str, Any]:
+    """Issue 13: ``streams`` (3,000) concurrent ~200-token streams on one loop, next to
+    ``base`` (100): all must complete exact; CPU per stream at both sizes and their ratio
+    (target ≤ 1.3x); peak memory per stream (growth of peak RSS over the run / streams).
+    Waiting for a pool slot is never a connect timeout (the providers' pool timeout is
+    off), so no stream may fail."""
+    small = await _concurrent(name, urls, base, words)
+    before = _rss_mb()
+    large = await _concurrent(name, urls, streams, words)
+    ratio = large["cpu_ms_per_stream"] / small["cpu_ms_per_stream"]
+    return {
+        "provider": name,
+        "small": small,
+        "large": large,
+        "cpu_per_stream_ratio": round(ratio, 2),
+        "cpu_per_stream_ratio_target": 1.3,
+        "all_complete": large["failed"] == 0 and large["exact"] == streams,
+        "peak_rss_kb_per_stream": round((large["peak_rss_mb"] - before) * 1024 / streams, 1),
+    }
+
+
 async def _concurrent_sdk(
     name: str, urls: dict[str, str], streams: int, words: int
 ) -> dict[str, Any] | None:
@@ -392,6 +415,8 @@ def main() -> None:
     parser.add_argument("--buffer", type=int, default=64)
     parser.add_argument("--compare-sdk", action="store_true")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--scale-streams", type=int, default=3000)
+    parser.add_argument("--scale-words", type=int, default=115, help="~200 tokens")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     report: dict[str, Any] = {
@@ -405,6 +430,7 @@ def main() -> None:
         "cancels": lambda n, u: _cancels(n, u, args.cancels, args.seed),
         "soak": lambda n, u: _soak(n, u, args.soak, args.seed),
         "slow": lambda n, u: _slow(n, u, args.slow_tokens, args.buffer),
+        "scale": lambda n, u: _scale(n, u, args.scale_streams, args.scale_words),
     }
     with EmulatorHandle("process", args.words) as emu:
         for run in args.runs:
