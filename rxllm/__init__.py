@@ -19,7 +19,7 @@ What this module exports is the public API; ``tests/test_public_api.py`` pins it
 
 from __future__ import annotations
 
-from . import catalog, config, errors, notebook, operators, vendors
+from . import catalog, config, errors, flow, notebook, operators, phases, vendors
 from .bridge import from_async_iterable
 from .compare import Comparison, LaneEvent, LaneMetrics, LaneResult, compare
 from .config import configure
@@ -114,4 +114,7 @@ __all__ = [
     "notebook",
     # Usage totals across requests
     "UsageTracker",
+    # Steps, flows and the work phases
+    "flow",
+    "phases",
 ]

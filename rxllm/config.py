@@ -45,6 +45,9 @@ The TOML shape (in ``pyproject.toml``, put the same tables under ``tool.rxllm``:
     qa = "gemini:gemini-2.5-pro"
     default = "openai:gpt-5-mini"    # optional: any phase not listed above
 
+    [capabilities.qa]                # phase -> capability -> system prompt (rxllm.phases)
+    security = "You review code for security flaws. List each with its fix."
+
 Every provider table takes ``api_key``, ``base_url``, ``default_model``,
 ``timeout`` (seconds, a limit per read, 300 unless set), ``max_connections`` (concurrent
 streams, 100 unless set; more wait their turn), ``max_tokens``, ``requests_per_minute``
@@ -69,9 +72,10 @@ import contextvars
 import logging
 import os
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Literal, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
@@ -149,10 +153,10 @@ class ProviderSettings(BaseModel):
 class Settings(BaseSettings):
     """All of rxllm's settings. Read them with :func:`settings` or :func:`load_settings`.
 
-    Every top-level table but ``phases`` is one provider's :class:`ProviderSettings`,
-    under its registry name or an alias (``[anthropic]``, ``[xai]``, ``[ollama]``,
-    a plugin's name). Read them with :meth:`provider`, which merges a vendor's
-    name and aliases.
+    Every top-level table but ``phases`` and ``capabilities`` is one provider's
+    :class:`ProviderSettings`, under its registry name or an alias (``[anthropic]``,
+    ``[xai]``, ``[ollama]``, a plugin's name). Read them with :meth:`provider`, which
+    merges a vendor's name and aliases.
     """
 
     model_config = SettingsConfigDict(
@@ -169,6 +173,9 @@ class Settings(BaseSettings):
 
     phases: dict[str, str] = Field(default_factory=dict)
     """Phase name → ``"provider:model"``; ``default`` serves phases not listed."""
+    capabilities: dict[str, dict[str, str]] = Field(default_factory=dict)
+    """Phase name → capability name → system prompt: capabilities added to a phase
+    (:mod:`rxllm.phases`), or a phase of your own with its capabilities."""
 
     def __init__(self, **values: Any) -> None:
         # A ValidationError quotes the offending input, which may be a key: it is neither
@@ -232,12 +239,15 @@ class Settings(BaseSettings):
         return found
 
     def phase_model(self, phase: str) -> str:
-        """The ``"provider:model"`` string for ``phase`` (or the ``default`` entry).
+        """The ``"provider:model"`` string for ``phase``: its entry, else the ``default``
+        entry, else the phase's documented default (:data:`PHASE_DEFAULT_MODELS`).
 
         Raises:
-            ConfigurationError: neither ``phase`` nor ``default`` is mapped.
+            ConfigurationError: a phase of your own that nothing maps.
         """
-        spec = self.phases.get(phase) or self.phases.get("default")
+        spec = (
+            self.phases.get(phase) or self.phases.get("default") or PHASE_DEFAULT_MODELS.get(phase)
+        )
         if spec is None:
             known = ", ".join(sorted(self.phases)) or "none"
             raise ConfigurationError(
@@ -378,8 +388,20 @@ def resolve_credentials(
 # -- sources ------------------------------------------------------------------------------
 
 
-_NOT_PROVIDER_TABLES = frozenset(("phases", "config"))
-"""``RXLLM_PHASES__*`` is the phase map, ``RXLLM_CONFIG`` a file: neither is a provider."""
+PHASE_DEFAULT_MODELS: Mapping[str, str] = MappingProxyType(
+    {
+        "plan": "gemini:gemini-2.5-pro",
+        "creative": "openai:gpt-5",
+        "implement": "anthropic:claude-sonnet-4-6",
+        "qa": "openai:gpt-5-mini",
+    }
+)
+"""The four work phases' models when the configuration maps none (the reasons are in
+:mod:`rxllm.phases`)."""
+
+_NOT_PROVIDER_TABLES = frozenset(("phases", "capabilities", "config"))
+"""``RXLLM_PHASES__*`` is the phase map, ``RXLLM_CAPABILITIES__*`` the phases' capabilities,
+``RXLLM_CONFIG`` a file: none is a provider."""
 
 
 class _RxllmEnvSource(EnvSettingsSource):

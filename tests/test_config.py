@@ -391,12 +391,18 @@ def _phases() -> str:
     return 'plan = "anthropic:claude-opus-4-5"\ndefault = "claude:claude-haiku-4-5"\n'
 
 
-def test_an_unmapped_phase_says_how_to_map_it() -> None:
+def test_an_unmapped_phase_of_your_own_says_how_to_map_it() -> None:
     with pytest.raises(ConfigurationError) as raised:
-        model_for_phase("plan")
+        Settings().phase_model("review")
     message = str(raised.value)
     assert "[phases]" in message
-    assert "RXLLM_PHASES__PLAN" in message
+    assert "RXLLM_PHASES__REVIEW" in message
+
+
+def test_the_four_phases_have_documented_defaults() -> None:
+    assert Settings().phase_model("plan") == "gemini:gemini-2.5-pro"
+    assert Settings().phase_model("qa") == "openai:gpt-5-mini"
+    assert Settings(phases={"qa": "grok:grok-4"}).phase_model("qa") == "grok:grok-4"
 
 
 def test_a_phase_mapped_to_an_unknown_model_lists_the_known_ones(fake_anthropic: None) -> None:

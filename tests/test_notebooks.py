@@ -110,7 +110,13 @@ def expected_text(spec: str, prompt: str, **fields: Any) -> str:
 
 def test_all_notebooks_are_saved_without_outputs() -> None:
     names = sorted(p.name for p in NOTEBOOKS.glob("*.ipynb"))
-    assert names == ["compare.ipynb", "pipelines.ipynb", "quickstart.ipynb", "tools.ipynb"]
+    assert names == [
+        "compare.ipynb",
+        "flows.ipynb",
+        "pipelines.ipynb",
+        "quickstart.ipynb",
+        "tools.ipynb",
+    ]
     for path in NOTEBOOKS.glob("*.ipynb"):
         book = nbformat.read(path, as_version=4)
         nbformat.validate(book)
@@ -288,3 +294,40 @@ def test_tools(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls = stdout(cells["compare-tools"]).splitlines()
     assert [line.split()[0] for line in calls] == FOUR
     assert all(" · tool_calls · get_weather({" in line for line in calls)
+
+
+def test_flows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cells = execute("flows.ipynb", tmp_path, monkeypatch)
+
+    assert eval(stdout(cells["connect"]).splitlines()[0]) == [
+        "gemini:gemini-2.5-pro",
+        "anthropic:claude-sonnet-4-6",
+        "openai:gpt-5-mini",
+    ]
+    shown = html_of(cells["run"])  # the live display, in its final state
+    for step in ("plan:architecture", "implement:code_generation", "qa:code_review"):
+        assert f"<h4>{step} · done</h4>" in shown
+    assert "<table>" in shown
+    assert "<td>implement</td>" in shown
+
+    chain = stdout(cells["chain"]).splitlines()
+    assert chain[0] == "completed · plan:architecture → implement:code_generation → qa:code_review"
+    asked = chain[1].split("asked: ")[1]
+    plan = chain[2].split("starts:")[1].strip()
+    assert asked == "'Implement this plan:\\n\\n" + plan[1:]  # the plan fed implement's prompt
+    assert chain[3].endswith("in its step: True")
+    assert int(chain[3].split()[0]) >= 3  # at least one partial response per step
+
+    rows = stdout(cells["usage"]).splitlines()
+    assert [row.split()[0] for row in rows] == ["plan", "implement", "qa"]
+    assert all(int(row.split()[2]) > 0 and "$" in row for row in rows)
+
+    timeout = stdout(cells["timeout"]).splitlines()
+    assert timeout[0] == "stopped at draft · TimeoutError"
+    assert timeout[1] == "stream_aborted: True · steps run: ('draft',)"
+    assert len(timeout[2]) > len("kept: ''")
+
+    aborted = stdout(cells["abort"]).splitlines()
+    assert aborted[0] == "aborted at draft · the user pressed stop"
+    assert aborted[1].startswith("stream_aborted: True · kept: '")
+    assert aborted[1] != "stream_aborted: True · kept: ''"

@@ -61,6 +61,8 @@ PUBLIC_API = [
     "connect",
     "notebook",
     "UsageTracker",
+    "flow",
+    "phases",
 ]
 
 
