@@ -47,6 +47,7 @@ from .request import Message, StreamRequest
 from .result import StreamResult
 from .stream import LLMStream
 from .structured import ResponseFormat
+from .sweeps import Sweep, SweepResult, SweepStore, sweep
 from .tool_loop import run_tools
 from .tools import Tool, ToolCall, tool
 from .usage import UsageTracker
@@ -110,6 +111,10 @@ __all__ = [
     "LaneEvent",
     "LaneMetrics",
     "LaneResult",
+    "sweep",
+    "Sweep",
+    "SweepResult",
+    "SweepStore",
     "connect",
     "notebook",
     # Usage totals across requests

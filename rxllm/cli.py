@@ -1,4 +1,4 @@
-"""The ``rxllm`` command line: stream, compare, models, emulate.
+"""The ``rxllm`` command line: stream, compare, sweep, models, emulate.
 
 Providers without an API key (or all of them with ``--emulate``) are served by
 rxllm's local emulator, started in-process (see :mod:`rxllm.connect`); the
@@ -76,6 +76,32 @@ def _parser() -> argparse.ArgumentParser:
     )
     request_options(cmp)
 
+    sweep = sub.add_parser(
+        "sweep",
+        help="run every prompt of a file on every model into a SQLite store (resumable)",
+        description="Run every prompt on every model, one row each, into --db as rows "
+        "finish. Run the same command again to continue: finished rows are skipped.",
+    )
+    sweep.add_argument("prompts", nargs="?", help="a .jsonl, .csv or .parquet file of prompts")
+    sweep.add_argument(
+        "-m", "--model", action="append", dest="models", help="provider:model (repeatable)"
+    )
+    sweep.add_argument("--db", default=None, help="the SQLite store (default rxllm-sweep.sqlite)")
+    sweep.add_argument("--summary", metavar="DB", default=None, help="summarize a store and exit")
+    sweep.add_argument("--max-cost", type=float, default=None, help="budget in dollars")
+    sweep.add_argument("--concurrency", type=int, default=32, help="streams at once per provider")
+    sweep.add_argument("--attempts", type=int, default=3, help="attempts per row (1: no retry)")
+    sweep.add_argument("--retry-failed", action="store_true", help="run failed rows again")
+    sweep.add_argument("--engine", choices=("local", "ray"), default="local")
+    sweep.add_argument("--max-tokens", type=int, default=None)
+    sweep.add_argument("--system", default=None)
+    sweep.add_argument("--temperature", type=float, default=None)
+    sweep.add_argument("--reasoning", action="store_true", help="ask for reasoning/thinking")
+    sweep.add_argument("--emulate", action="store_true", help="use the local emulator for all")
+    sweep.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks"
+    )
+
     models = sub.add_parser("models", help="list the model catalog")
     models.add_argument("provider", nargs="?")
 
@@ -103,6 +129,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_emulate(console, args))
         if args.command == "stream":
             return asyncio.run(_stream(console, errors, args))
+        if args.command == "sweep":
+            if args.summary is not None:
+                return _sweep_summary(console, args.summary)
+            return asyncio.run(_sweep(console, errors, args))
         return asyncio.run(_compare(console, errors, args))
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
@@ -408,6 +438,85 @@ async def _refresh(live: Live, comparison: Comparison, texts: dict[str, list[str
     while True:
         await asyncio.sleep(0.125)
         live.update(_lanes_view(comparison, texts))
+
+
+# -- rxllm sweep --------------------------------------------------------------------------
+
+
+def _sweep_table(rows: list[dict[str, Any]], title: str) -> Table:
+    from .sweeps.summary import summarize
+
+    table = Table(title=title)
+    columns = ("model", "rows", "ok", "errors", "success", "ttft p50", "ttft p95", "tok/s p50")
+    for column in (*columns, "cost $", "$/row", "errors by class"):
+        table.add_column(column, overflow="fold")
+
+    def number(value: float | None, digits: int) -> str:
+        return "" if value is None else f"{value:.{digits}f}"
+
+    for entry in summarize(rows):
+        by_class = ", ".join(f"{k} {v}" for k, v in entry["errors_by_class"].items())
+        table.add_row(
+            Text(entry["model"]),
+            str(entry["rows"]),
+            str(entry["ok"]),
+            str(entry["errors"]),
+            f"{entry['success_rate']:.0%}",
+            number(entry["ttft_p50_s"], 3),
+            number(entry["ttft_p95_s"], 3),
+            number(entry["tokens_per_s_p50"], 1),
+            f"{entry['cost_usd']:.6f}",
+            f"{entry['cost_per_row_usd']:.6f}",
+            Text(by_class),
+        )
+    return table
+
+
+def _sweep_summary(console: Console, path: str) -> int:
+    """``rxllm sweep --summary results.sqlite``: the per-model table of a store."""
+    from .sweeps import SweepStore
+
+    if not os.path.isfile(path):
+        raise ValueError(f"no sweep store {path!r}")
+    with SweepStore(path) as store:
+        rows = store.rows()
+    console.print(_sweep_table(rows, f"rxllm sweep · {path} · {len(rows)} rows"))
+    return EXIT_OK
+
+
+async def _sweep(console: Console, errors: Console, args: argparse.Namespace) -> int:
+    """``rxllm sweep prompts.jsonl -m … --db results.sqlite``: run it, or continue it."""
+    from .sweeps import DEFAULT_DB, sweep
+
+    if not args.prompts or not args.models:
+        raise ValueError("rxllm sweep needs a prompts file and at least one -m provider:model")
+    db = args.db or DEFAULT_DB
+    fields = _request_fields(args)
+    async with _connect(args.models, args, errors) as bound:
+        result = await sweep(
+            args.prompts,
+            list(bound),
+            db=db,
+            max_cost=args.max_cost,
+            concurrency=args.concurrency,
+            attempts=args.attempts,
+            retry_failed=args.retry_failed,
+            engine=args.engine,
+            **fields,
+        )
+    console.print(_sweep_table(result.rows, f"rxllm sweep · {db} · {len(result.rows)} rows"))
+    failed = len(result.failed)
+    errors.print(
+        f"ran {result.ran} rows, {result.skipped} already in the store, {failed} failed "
+        f"(recorded as rows) · spent ${result.spent:.6f}"
+    )
+    if result.stopped:
+        errors.print(
+            f"[yellow]stopped: {escape(result.stopped)}[/] · {result.not_started} rows not "
+            "started: raise --max-cost and run the same command again to continue"
+        )
+        return EXIT_ERROR
+    return EXIT_OK
 
 
 # -- rxllm models / emulate ---------------------------------------------------------------

@@ -115,6 +115,7 @@ def test_all_notebooks_are_saved_without_outputs() -> None:
         "flows.ipynb",
         "pipelines.ipynb",
         "quickstart.ipynb",
+        "sweep.ipynb",
         "tools.ipynb",
     ]
     for path in NOTEBOOKS.glob("*.ipynb"):
@@ -331,3 +332,30 @@ def test_flows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert aborted[0] == "aborted at draft · the user pressed stop"
     assert aborted[1].startswith("stream_aborted: True · kept: '")
     assert aborted[1] != "stream_aborted: True · kept: ''"
+
+
+def test_sweep(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cells = execute("sweep.ipynb", tmp_path, monkeypatch)
+
+    assert stdout(cells["connect"]).count("asked to emulate, using the local emulator") == 4
+    progress = html_of(cells["sweep"])  # the live display, in its final state
+    assert "rxllm sweep</b> · 200/200 rows · spent $" in progress
+    assert "50/50 · 5 failed" in progress  # Claude's five refusals are rows
+    assert progress.count("50/50 · 0 failed") == 3  # cut, limited, failing: all retried
+
+    (frame,) = cells["summary"].outputs  # pandas is a dev dependency: a real DataFrame
+    table = frame["data"]["text/html"]
+    assert "<table" in table
+    for column in ("success_rate", "ttft_p50_s", "ttft_p95_s", "tokens_per_s_p50", "cost_usd"):
+        assert column in table
+    assert "ContextTooLongError" in table
+
+    failed = stdout(cells["errors"]).splitlines()
+    assert len(failed) == 5
+    assert all(" ContextTooLongError anthropic:claude-haiku-4-5" in line for line in failed)
+
+    shown = ("display_data", "execute_result")
+    (figure,) = [o for o in cells["plots"].outputs if o.output_type in shown]
+    assert "image/png" in figure["data"]  # matplotlib (a dev dependency) drew it
+
+    assert stdout(cells["resume"]).strip() == "ran 0, skipped 200, rows 200"
