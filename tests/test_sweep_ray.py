@@ -15,13 +15,12 @@ from collections import Counter
 from collections.abc import Iterator
 
 import pytest
+import ray  # a dev dependency: these tests always run, never skip
 
 import rxllm
 from rxllm.emulator import Emulator
 from rxllm.sweeps import sweep
 from rxllm.testing import EMULATOR_KEY
-
-ray = pytest.importorskip("ray")  # a dev dependency: this always runs in CI
 
 PROMPTS = [f"Ray question {i}: what is backpressure?" for i in range(10)]
 
@@ -29,7 +28,19 @@ PROMPTS = [f"Ray question {i}: what is backpressure?" for i in range(10)]
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Emulator]:
     """A local Ray instance with 2 CPUs, then an emulator on a background thread."""
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    options = {
+        "num_cpus": 2,
+        "include_dashboard": False,
+        "log_to_driver": False,
+        "configure_logging": False,
+    }
+    try:
+        ray.init(**options)
+    except Exception:
+        # Starting Ray's own processes on a loaded 2-core machine has failed once (its raylet
+        # timed out): that is the machine, not rxllm. Start it once more; a second failure fails.
+        ray.shutdown()
+        ray.init(**options)
     try:
         with Emulator(api_key=EMULATOR_KEY) as emu:
             yield emu
