@@ -107,6 +107,7 @@ async def test_four_providers_with_faults_record_every_row_with_errors_as_rows(
     errors = [r for r in rows if r["status"] == "error"]
     assert {r["error_class"] for r in errors} == {"ContextTooLongError"}
     assert all("anthropic:claude-haiku-4-5" in str(r["error_message"]) for r in errors)
+    assert all(r["attempts"] == 1 for r in errors)  # not retryable: tried once
     # Each prompt x model once, and the retries where the faults were.
     assert sorted((r["prompt_index"], r["provider"]) for r in rows) == sorted(
         (i, p) for i in range(20) for p in SPECS
@@ -255,10 +256,11 @@ async def test_the_store_never_holds_an_api_key(emulator: Emulator, tmp_path: Pa
         assert wrong.encode() not in data, path.name
 
 
-async def test_prompts_come_from_jsonl_csv_and_a_pandas_column(
+async def test_prompts_come_from_jsonl_csv_parquet_and_a_pandas_column(
     emulator: Emulator, tmp_path: Path
 ) -> None:
-    pd = pytest.importorskip("pandas")
+    import pandas as pd  # a dev dependency (with pyarrow, for Parquet): never skipped
+
     jsonl = tmp_path / "p.jsonl"
     jsonl.write_text(
         json.dumps("Question 0: what is a stream?")
@@ -276,10 +278,14 @@ async def test_prompts_come_from_jsonl_csv_and_a_pandas_column(
         from_csv = await sweep(str(csv), [gpt], db=tmp_path / "b.sqlite", **FAST)
         column = pd.DataFrame({"prompt": PROMPTS[5:7]})["prompt"]
         from_pandas = await sweep(column, [gpt], db=tmp_path / "c.sqlite", **FAST)
+        parquet = tmp_path / "p.parquet"
+        pd.DataFrame({"id": [1, 2], "prompt": PROMPTS[7:9]}).to_parquet(parquet)
+        from_parquet = await sweep(parquet, [gpt], db=tmp_path / "d.sqlite", **FAST)
     assert [r["prompt"] for r in from_jsonl.rows] == PROMPTS[:3]
     assert [r["completion_tokens"] for r in from_jsonl.rows] == [12, 3, 12]  # its own field
     assert [r["prompt"] for r in from_csv.rows] == PROMPTS[3:5]
     assert [r["prompt"] for r in from_pandas.rows] == PROMPTS[5:7]
+    assert [r["prompt"] for r in from_parquet.rows] == PROMPTS[7:9]
 
 
 async def test_bad_input_raises_before_any_request(emulator: Emulator, tmp_path: Path) -> None:

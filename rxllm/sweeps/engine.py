@@ -33,6 +33,7 @@ from reactivex import Observable, abc
 from reactivex.disposable import Disposable, SerialDisposable
 
 from ..consume import aiter as iterate_events
+from ..errors import RxllmError
 from ..events import DoneEvent, ErrorEvent, ReasoningEvent, StreamEvent, TokenEvent
 from ..metering import USAGE_ESTIMATED, UsageMeter, estimate_prompt_tokens
 from ..operators import Backoff, retry_on_interrupt
@@ -226,7 +227,10 @@ class RowRunner:
         else:
             usage = meter.usage(silent_is_free=True)
             estimated = True
-            attempts = self.attempts
+            # retry_on_interrupt retries a retryable error until its attempts run out, and
+            # gives up on any other at once.
+            retried = isinstance(error, RxllmError) and error.retryable
+            attempts = self.attempts if retried else 1
         cost = usage.cost
         if cost is None and prices.known:
             cost = prices.estimate(usage.prompt_tokens, usage.completion_tokens)
