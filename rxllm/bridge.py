@@ -288,16 +288,6 @@ def from_async_iterable(factory: Callable[[], AsyncIterator[_T]]) -> reactivex.O
         stop_cancelled = False
         ending = False
 
-        async def pull(iterator: AsyncIterator[_T]) -> _T:
-            nonlocal pulling
-            pulling = True
-            try:
-                if demand is not None and not demand.is_open:
-                    await demand.wait()
-                return await iterator.__anext__()
-            finally:
-                pulling = False
-
         def stop(error: Exception) -> None:
             # Runs on the loop (StreamRun.stop sees to it).
             nonlocal stopped, stop_cancelled
@@ -307,7 +297,7 @@ def from_async_iterable(factory: Callable[[], AsyncIterator[_T]]) -> reactivex.O
             stop_cancelled = cancel_pull()
 
         async def pump() -> None:
-            nonlocal task, ending
+            nonlocal task, ending, pulling
             task = asyncio.current_task()
             if task is not None:
                 _runs[task] = StreamRun(loop, task, stop)
@@ -319,14 +309,23 @@ def from_async_iterable(factory: Callable[[], AsyncIterator[_T]]) -> reactivex.O
             foreign_cancel: asyncio.CancelledError | None = None
             try:
                 iterator = factory()
+                step = iterator.__anext__
+                on_next = observer.on_next
+                # The per-item path, inlined (no coroutine per item): wait for demand, then
+                # for the next item; ``pulling`` marks the only places a dispose may cancel.
                 while not disposed and stopped is None:
+                    pulling = True
                     try:
-                        item = await pull(iterator)
+                        if demand is not None and not demand.is_open:
+                            await demand.wait()
+                        item = await step()
                     except StopAsyncIteration:
                         break
+                    finally:
+                        pulling = False
                     if disposed:
                         return
-                    observer.on_next(item)
+                    on_next(item)
                     if disposed:
                         return
             except asyncio.CancelledError as cancel:
