@@ -57,9 +57,18 @@ def prompt_of(body: dict[str, object]) -> str:
 
 
 def stored(db: Path) -> list[dict[str, object]]:
-    with contextlib.closing(sqlite3.connect(db)) as con:
+    """The rows in the store; none while the sweep has not made it yet (read-only: a
+    poll must not create the file before the sweep does)."""
+    if not db.exists():
+        return []
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as con:
         con.row_factory = sqlite3.Row
-        return [dict(r) for r in con.execute("SELECT * FROM rows")]
+        try:
+            return [dict(r) for r in con.execute("SELECT * FROM rows")]
+        except sqlite3.OperationalError as error:
+            if "no such table" in str(error):  # created, its table not yet
+                return []
+            raise
 
 
 async def eventually(predicate: Callable[[], bool], within: float = 30.0) -> None:

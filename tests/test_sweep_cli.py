@@ -4,10 +4,8 @@ log proves it); ``--summary`` prints the stored rows' numbers; ``--max-cost`` st
 
 from __future__ import annotations
 
-import contextlib
 import json
 import signal
-import sqlite3
 import time
 from collections import Counter
 from pathlib import Path
@@ -15,6 +13,7 @@ from pathlib import Path
 from rxllm.emulator import Emulator
 
 from .test_cli import DEADLINE, cli_env, run, start
+from .test_sweep import stored
 
 PROMPTS = [f"Sweep question {i}: why stream?" for i in range(12)]
 PACED = "~tps=80,words=20"  # a quarter of a second a row: the kill lands mid-run
@@ -27,17 +26,6 @@ def write_prompts(path: Path) -> Path:
         "".join(json.dumps({"id": i, "prompt": p}) + "\n" for i, p in enumerate(PROMPTS))
     )
     return path
-
-
-def stored(db: Path) -> list[dict[str, object]]:
-    if not db.exists():
-        return []
-    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as con:
-        con.row_factory = sqlite3.Row
-        try:
-            return [dict(r) for r in con.execute("SELECT * FROM rows")]
-        except sqlite3.OperationalError:  # the table is not created yet
-            return []
 
 
 def prompt_of(body: dict[str, object]) -> str:
