@@ -158,7 +158,7 @@ class Conversation:
         """JSON-ready: the system prompt, the turns, and the tools' schemas (not functions)."""
         return {
             "format": _FORMAT,
-            "model": getattr(self.model, "spec", None),
+            "model": self._model_spec(),
             "system": self.system,
             "messages": [m.to_dict() for m in self.messages],
             "tools": [t.to_dict() for t in self.tools],
@@ -193,11 +193,16 @@ class Conversation:
             **fields,
         )
 
+    def _model_spec(self) -> str | None:
+        """``"provider:model"`` of a bound model (a provider alone has no one model)."""
+        spec = getattr(self.model, "spec", None)
+        return spec if isinstance(spec, str) else None
+
     def __len__(self) -> int:
         return len(self.messages)
 
     def __repr__(self) -> str:
-        model = getattr(self.model, "spec", None) or "no model"
+        model = self._model_spec() or (self.model.name if self.model is not None else "no model")
         return f"<Conversation {model}: {len(self.messages)} messages>"
 
 

@@ -187,3 +187,19 @@ def test_conversation_json_keeps_every_kind_of_turn() -> None:
     assert back.messages[0].parts[1].data == b"\x89PNG\r\n\x1a\n"  # type: ignore[union-attr]
     with pytest.raises(ValueError, match="not a saved rxllm conversation"):
         rxllm.Conversation.from_json(json.dumps({"messages": []}))
+
+
+async def test_a_conversation_on_a_provider_uses_its_default_model_and_saves(
+    emulator: Emulator,
+) -> None:
+    provider = build("openai", emulator)
+    chat = rxllm.Conversation(provider)
+    try:
+        result = await chat.send("Hi")
+    finally:
+        await provider.aclose()
+    assert result.model == provider.default_model
+    saved = json.loads(chat.to_json())
+    assert saved["model"] is None
+    assert [m["role"] for m in saved["messages"]] == ["user", "assistant"]
+    assert repr(chat) == "<Conversation openai: 2 messages>"
