@@ -22,6 +22,7 @@ cause, so every failure of a stream is an rxllm error.
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import email.utils
 import re
@@ -520,3 +521,79 @@ COMMON_RULES: tuple[Rule, ...] = (
 """The rules every vendor shares, after its own table. A ``ValueError``, ``KeyError``
 or ``TypeError`` is the SDK refusing the request before the response, a malformed event
 while reading it (``json.JSONDecodeError`` is a ``ValueError``)."""
+
+
+_CLOCK_RESOLUTION = time.get_clock_info("monotonic").resolution
+
+
+class ReadLimit:
+    """The provider's ``timeout=`` (a limit per read) for one stream, paid once per stream.
+
+    ``asyncio.timeout`` around every read arms and cancels a timer per message (about 5 µs
+    each: a heap push and a cancel). This keeps at most one timer per stream: when it
+    fires, it looks at the read in progress, if any, and cancels the reading task once that
+    read has waited ``limit`` seconds, exactly what ``asyncio.timeout`` would have done;
+    otherwise it sets itself for when the read in progress would be due. Time between
+    reads (a consumer holding an event) never counts.
+
+    Usage, around each read, in the task that reads::
+
+        limit.reading()
+        try:
+            message = await call.read()
+        except asyncio.CancelledError:
+            limit.raise_if_expired()  # then: the limit, as builtins.TimeoutError
+            raise
+        finally:
+            limit.done()
+    """
+
+    __slots__ = ("_handle", "_limit", "_loop", "_since", "_task", "expired")
+
+    def __init__(self, limit: float) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._limit = limit
+        self._since: float | None = None
+        self._task: asyncio.Task[Any] | None = None
+        self._handle: asyncio.TimerHandle | None = None
+        self.expired = False
+
+    def reading(self) -> None:
+        """A read starts now (in the current task)."""
+        self._since = since = self._loop.time()
+        if self._handle is None:
+            self._task = asyncio.current_task()
+            self._handle = self._loop.call_at(since + self._limit, self._check)
+
+    def done(self) -> None:
+        """The read ended (with a message, an error or a cancellation)."""
+        self._since = None
+
+    def raise_if_expired(self) -> None:
+        """In an ``except CancelledError``: the limit's own cancellation becomes
+        :class:`builtins.TimeoutError` (and the task is no longer marked cancelling)."""
+        if self.expired:
+            self.expired = False
+            task = self._task
+            if task is not None and task.cancelling():
+                task.uncancel()
+            raise builtins.TimeoutError(f"no message for {self._limit:g} s")
+
+    def close(self) -> None:
+        """Disarm (the stream ended)."""
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    def _check(self) -> None:
+        self._handle = None
+        since = self._since
+        if since is None or self._task is None or self._task.done():
+            return  # not reading: the next read arms it again
+        due = since + self._limit
+        # The loop runs a timer up to the clock's resolution early.
+        if self._loop.time() + _CLOCK_RESOLUTION >= due:
+            self.expired = True
+            self._task.cancel()
+        else:
+            self._handle = self._loop.call_at(due, self._check)

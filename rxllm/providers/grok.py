@@ -115,7 +115,7 @@ from ..provider import Provider
 from ..request import Message, StreamRequest
 from ..tools import complete_call
 from ..vendors import vendor
-from ._common import ErrorRules, ErrorScope, grpc_transport_failure, interrupted
+from ._common import ErrorRules, ErrorScope, ReadLimit, grpc_transport_failure, interrupted
 
 __all__ = ["GrokProvider"]
 
@@ -325,6 +325,7 @@ class GrokProvider(Provider[_Client]):
         last: Any = None
         finish = 0
         call: Any = None
+        read_limit: ReadLimit | None = None
         calls = _Calls(self.name, model)
         limit = self.timeout
         with _ERRORS.scope(
@@ -341,14 +342,21 @@ class GrokProvider(Provider[_Client]):
                 # The SDK's request proto (as chat.stream() sends it), on the SDK's own stub.
                 call = chat._stub.GetCompletionChunk(chat._make_request(1))
                 scope.reading = True
+                # The limit per read: the wait for each message (the first one includes
+                # connecting and the response headers), not the whole call.
+                read_limit = ReadLimit(limit)
                 while True:
-                    # The limit per read: the wait for each message (the first one
-                    # includes connecting and the response headers), not the whole call.
+                    read_limit.reading()
                     try:
-                        async with asyncio.timeout(limit):
-                            chunk = await call.read()
-                    except TimeoutError as error:
-                        raise scope.timed_out(error, status=_READ_TIMEOUT_STATUS) from error
+                        chunk = await call.read()
+                    except asyncio.CancelledError:
+                        try:
+                            read_limit.raise_if_expired()
+                        except TimeoutError as error:
+                            raise scope.timed_out(error, status=_READ_TIMEOUT_STATUS) from error
+                        raise
+                    finally:
+                        read_limit.done()
                     if chunk is grpc.aio.EOF:
                         break
                     for output in chunk.outputs:
@@ -367,6 +375,8 @@ class GrokProvider(Provider[_Client]):
                         finish = output.finish_reason
                     last = chunk
             finally:
+                if read_limit is not None:
+                    read_limit.close()
                 # Cancelling the call is what closes the HTTP/2 stream; breaking out of an
                 # xai-sdk iteration does not (the bridge cancels this task on dispose).
                 if call is not None and not call.done():
