@@ -12,12 +12,12 @@ import aiohttp
 import anthropic
 import httpx2
 import pytest
-from aiohttp import web
 from anthropic.types import MessageParam, ThinkingConfigParam
 
 from rxllm.emulator import Emulator
 from rxllm.emulator._content import tokenize
 from rxllm.testing import EMULATOR_KEY
+from tests.providers.support import serve, sse_replay
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "anthropic"
 
@@ -478,27 +478,9 @@ async def test_model_listing(
 # -- fidelity: the SDK's view of a real capture and of the emulator agree -----------------------
 
 
-def _capture_server(data: bytes) -> web.Application:
-    async def serve(request: web.Request) -> web.StreamResponse:
-        await request.read()
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await response.prepare(request)
-        await response.write(data)
-        await response.write_eof()
-        return response
-
-    app = web.Application()
-    app.router.add_post("/v1/messages", serve)
-    return app
-
-
 async def _events_from_capture(name: str) -> list[Any]:
-    runner = web.AppRunner(_capture_server((FIXTURES / name).read_bytes()))
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    c = anthropic.AsyncAnthropic(base_url=f"http://127.0.0.1:{port}", api_key="k", max_retries=0)
+    runner, url = await serve("/v1/messages", sse_replay((FIXTURES / name).read_bytes()))
+    c = anthropic.AsyncAnthropic(base_url=url, api_key="k", max_retries=0)
     try:
         stream = await c.messages.create(model=MODEL, max_tokens=4096, messages=USER, stream=True)
         return await events_of(stream)

@@ -18,6 +18,7 @@ from google.genai import errors, types
 
 from rxllm.emulator import Emulator
 from rxllm.testing import EMULATOR_KEY
+from tests.providers.support import gemini_sse, serve, sse_replay
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "gemini"
 MODEL = "gemini-2.5-flash"
@@ -409,22 +410,10 @@ async def replay() -> AsyncIterator[dict[str, list[dict[str, Any]]]]:
 
     async def handler(request: web.Request) -> web.StreamResponse:
         model = request.match_info["spec"].partition(":")[0]
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await response.prepare(request)
-        for event in captures[model]:
-            data = json.dumps(event, ensure_ascii=False, separators=(",", ": "))
-            await response.write(f"data: {data}\r\n\r\n".encode())
-        await response.write_eof()
-        return response
+        return await sse_replay(gemini_sse(captures[model]))(request)
 
-    app = web.Application()
-    app.router.add_post("/v1beta/models/{spec}", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    captures["__url__"] = [{"url": f"http://127.0.0.1:{port}"}]
+    runner, url = await serve("/v1beta/models/{spec}", handler)
+    captures["__url__"] = [{"url": url}]
     yield captures
     await runner.cleanup()
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import json
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any, TypeAlias, TypeVar
 
+from aiohttp import web
 from reactivex import Observable
 
 from rxllm.events import DoneEvent, StreamEvent, TokenEvent
@@ -53,3 +56,47 @@ async def collect(stream: Observable[StreamEvent]) -> list[StreamEvent]:
 
     stream.subscribe(on_next=events.append, on_error=on_error, on_completed=on_completed)
     return await finished
+
+
+_T = TypeVar("_T")
+Handler: TypeAlias = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def of_type(events: list[StreamEvent], kind: type[_T]) -> list[_T]:
+    """The events of one kind, in order (``of_type(events, ToolCallEvent)``)."""
+    return [e for e in events if isinstance(e, kind)]
+
+
+async def serve(route: str, handler: Handler) -> tuple[web.AppRunner, str]:
+    """``handler`` for POST ``route`` on 127.0.0.1, a free port: (the runner to clean up,
+    the base URL). For replaying captures and misbehaving servers to a provider."""
+    app = web.Application()
+    app.router.add_post(route, handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    return runner, f"http://127.0.0.1:{port}"
+
+
+def sse_replay(data: bytes) -> Handler:
+    """A handler that answers any request with ``data`` verbatim as an event stream."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(data)
+        await response.write_eof()
+        return response
+
+    return handler
+
+
+def gemini_sse(events: Iterable[Mapping[str, Any]]) -> bytes:
+    """Captured Gemini events (JSON lines) in their wire form: ``data: <json>\\r\\n\\r\\n``."""
+    return b"".join(
+        f"data: {json.dumps(e, ensure_ascii=False, separators=(',', ': '))}\r\n\r\n".encode()
+        for e in events
+    )

@@ -27,6 +27,8 @@ from rxllm.request import Message, StreamRequest
 from rxllm.stream import LLMStream
 from rxllm.testing import EMULATOR_KEY
 
+from .support import serve, sse_replay
+
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "anthropic"
 # anthropic 2.14 warns (DeprecationWarning) on claude-sonnet-4-5 and claude-opus-4-5.
 MODEL = "claude-haiku-4-5"
@@ -353,24 +355,7 @@ async def test_continued_stream_yields_exactly_the_rest(
 
 
 async def _serve_capture(name: str) -> tuple[web.AppRunner, str]:
-    data = (FIXTURES / name).read_bytes()
-
-    async def handler(request: web.Request) -> web.StreamResponse:
-        await request.read()
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await response.prepare(request)
-        await response.write(data)
-        await response.write_eof()
-        return response
-
-    app = web.Application()
-    app.router.add_post("/v1/messages", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    return runner, f"http://127.0.0.1:{port}"
+    return await serve("/v1/messages", sse_replay((FIXTURES / name).read_bytes()))
 
 
 async def _capture_events(name: str) -> tuple[list[StreamEvent], Exception | None]:

@@ -31,7 +31,7 @@ from rxllm.structured import ResponseFormat
 from rxllm.testing import EMULATOR_KEY
 from rxllm.tools import Tool, ToolCall
 
-from .support import done_of, run, text_of
+from .support import done_of, run, serve, sse_replay, text_of
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "anthropic"
 MODEL = "claude-haiku-4-5"
@@ -114,23 +114,7 @@ async def test_a_streamed_call_concatenates_to_its_arguments_and_completes(
 
 async def _serve(name: str, data: bytes | None = None) -> tuple[web.AppRunner, str]:
     data = (FIXTURES / name).read_bytes() if data is None else data
-
-    async def handler(request: web.Request) -> web.StreamResponse:
-        await request.read()
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await response.prepare(request)
-        await response.write(data)
-        await response.write_eof()
-        return response
-
-    app = web.Application()
-    app.router.add_post("/v1/messages", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    return runner, f"http://127.0.0.1:{port}"
+    return await serve("/v1/messages", sse_replay(data))
 
 
 async def _capture(name: str, tool: Tool) -> tuple[list[StreamEvent], Exception | None]:

@@ -23,6 +23,8 @@ from rxllm.providers.gemini import GeminiProvider
 from rxllm.request import Message, StreamRequest
 from rxllm.testing import EMULATOR_KEY
 
+from .support import gemini_sse, serve, sse_replay
+
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "gemini"
 MODEL = "gemini-2.5-flash"
 REPLY = "Grüße aus Zürich — naïve café, 👋🏽 family 👨‍👩‍👧‍👦, 日本語 and 한국어. Done ✅"
@@ -243,24 +245,10 @@ async def replay(raw_stream: bool) -> AsyncIterator[Any]:
             assert request.transport is not None
             request.transport.abort()
             return web.Response()
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await response.prepare(request)
-        for event in served["events"]:
-            data = json.dumps(event, ensure_ascii=False, separators=(",", ": "))
-            await response.write(f"data: {data}\r\n\r\n".encode())
-        await response.write_eof()
-        return response
+        return await sse_replay(gemini_sse(served["events"]))(request)
 
-    app = web.Application()
-    app.router.add_post("/v1beta/models/{spec}", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    provider = GeminiProvider(
-        api_key="k", base_url=f"http://127.0.0.1:{port}", raw_stream=raw_stream
-    )
+    runner, url = await serve("/v1beta/models/{spec}", handler)
+    provider = GeminiProvider(api_key="k", base_url=url, raw_stream=raw_stream)
 
     async def run(name: str | None) -> tuple[list[StreamEvent], errors.RxllmError | None]:
         served["events"] = _capture(name) if name else []

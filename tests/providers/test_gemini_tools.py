@@ -10,7 +10,6 @@ from typing import Any
 import pydantic
 import pytest
 import pytest_asyncio
-from aiohttp import web
 from google import genai
 from google.genai import types
 
@@ -32,7 +31,7 @@ from rxllm.structured import ResponseFormat
 from rxllm.testing import EMULATOR_KEY
 from rxllm.tools import Tool, ToolCall
 
-from .support import done_of, run, text_of
+from .support import done_of, gemini_sse, run, serve, sse_replay, text_of
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "gemini"
 MODEL = "gemini-2.5-flash"
@@ -123,23 +122,9 @@ def _capture(name: str) -> list[dict[str, Any]]:
 async def capture_url() -> AsyncIterator[str]:
     """Serves the tool-call capture verbatim (``data: <json>\\r\\n\\r\\n``, EOF)."""
 
-    async def handler(request: web.Request) -> web.StreamResponse:
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await response.prepare(request)
-        for event in _capture("gemini_tool_call.jsonl"):
-            data = json.dumps(event, ensure_ascii=False, separators=(",", ": "))
-            await response.write(f"data: {data}\r\n\r\n".encode())
-        await response.write_eof()
-        return response
-
-    app = web.Application()
-    app.router.add_post("/v1beta/models/{spec}", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    yield f"http://127.0.0.1:{port}"
+    data = gemini_sse(_capture("gemini_tool_call.jsonl"))
+    runner, url = await serve("/v1beta/models/{spec}", sse_replay(data))
+    yield url
     await runner.cleanup()
 
 
