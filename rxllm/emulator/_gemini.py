@@ -81,9 +81,35 @@ _JSON_TYPE = "application/json; charset=UTF-8"
 _THOUGHT_SIGNATURE = base64.b64encode(hashlib.sha256(b"rxllm-emulator").digest() * 3).decode()
 
 
-def _wire(payload: Any) -> str:
-    """JSON the way the Gemini API writes stream events: ``{"a": 1,"b": 2}``, raw UTF-8."""
-    return json.dumps(payload, ensure_ascii=False, separators=(",", ": "))
+# JSON the way the Gemini API writes stream events: ``{"a": 1,"b": 2}``, raw UTF-8 (what
+# ``json.dumps`` with these options does, without making an encoder per call).
+_wire: Callable[[Any], str] = json.JSONEncoder(ensure_ascii=False, separators=(",", ": ")).encode
+
+
+def _event(payload: dict[str, Any]) -> str:
+    return "data: " + _wire(payload) + "\r\n\r\n"
+
+
+def _encode_event(payload: dict[str, Any]) -> bytes:
+    return _event(payload).encode()
+
+
+class _Template:
+    """An event's encoding with holes where its text and token counts go.
+
+    A long stream's events differ only there, so each is the template with the values
+    spliced in: exactly what encoding the whole event gives, since the same encoder writes
+    the text and ``%s`` writes an ``int`` as the encoder does. ``hole`` is the string put
+    where the values go; it must occur nowhere else in the event.
+    """
+
+    def __init__(self, payload: dict[str, Any], hole: str) -> None:
+        pieces = _event(payload).split(_wire(hole))
+        self._format = "%s".join(piece.replace("%", "%%") for piece in pieces)
+
+    def fill(self, text: str, *counts: int) -> bytes:
+        """The event with ``text`` in the first hole and ``counts`` in the others."""
+        return (self._format % (_wire(text), *counts)).encode()
 
 
 # -- errors -------------------------------------------------------------------------------
@@ -542,44 +568,61 @@ class _Reply:
             "responseId": self.response_id,
         }
 
+    def _hole(self) -> str:
+        """A string no event holds (a run of private-use characters longer than any in the
+        model name, the only text of a template the client chose): a template's hole."""
+        return "\ue000" * (self.model.count("\ue000") + 1)
+
     def events(self) -> list[tuple[int, bytes]]:
         """``(tokens, encoded event)`` for every event; the last one carries finishReason.
         With calls, the text's events are followed by one event holding every call (the
         capture's layout), its tokens the calls' argument fragments."""
         out: list[tuple[int, bytes]] = []
         size = self.plan.behaviour.chunk
-        thoughts = 0
+        prompt = self.plan.prompt_tokens
+        hole = self._hole()
         if self.show_thoughts:
+            # Thought events differ only in their text, total and thoughts counts.
+            usage = self._usage(0, 1)
+            usage["totalTokenCount"] = usage["thoughtsTokenCount"] = hole
+            template = _Template(self._chunk([{"text": hole, "thought": True}], None, usage), hole)
             reasoning = self.plan.reasoning
+            thoughts = 0
             for start in range(0, len(reasoning), size):
                 piece = reasoning[start : start + size]
                 thoughts += len(piece)
-                parts = [{"text": "".join(piece), "thought": True}]
-                usage = self._usage(0, thoughts)
-                out.append((len(piece), self._encode(self._chunk(parts, None, usage))))
+                event = template.fill("".join(piece), prompt + thoughts, thoughts)
+                out.append((len(piece), event))
         thoughts = self.thoughts  # hidden thinking is counted all at once, as the API does
+        # Text events but a signed first one and the last differ only in their text,
+        # candidates and total counts.
+        usage = self._usage(1, thoughts)
+        usage["candidatesTokenCount"] = usage["totalTokenCount"] = hole
+        template = _Template(self._chunk([{"text": hole}], None, usage), hole)
+        signed = self.show_thoughts and bool(self.thoughts)
         candidates = 0
         for start in range(0, len(self.text), size):
             piece = self.text[start : start + size]
             candidates += len(piece)
-            part: dict[str, Any] = {"text": "".join(piece)}
-            if start == 0 and self.show_thoughts and self.thoughts:
-                part["thoughtSignature"] = _THOUGHT_SIGNATURE
             last = candidates == len(self.text) and not self.calls
-            finish = self.finish if last else None
-            usage = self._usage(candidates, thoughts)
-            out.append((len(piece), self._encode(self._chunk([part], finish, usage))))
+            if last or (start == 0 and signed):
+                part: dict[str, Any] = {"text": "".join(piece)}
+                if start == 0 and signed:
+                    part["thoughtSignature"] = _THOUGHT_SIGNATURE
+                finish = self.finish if last else None
+                usage = self._usage(candidates, thoughts)
+                event = _encode_event(self._chunk([part], finish, usage))
+            else:
+                total = prompt + candidates + thoughts
+                event = template.fill("".join(piece), candidates, total)
+            out.append((len(piece), event))
         if self.calls:
             usage = self._usage(candidates + self.call_tokens, thoughts)
             chunk = self._chunk(self._call_parts(), self.finish, usage)
-            out.append((self.call_tokens, self._encode(chunk)))
+            out.append((self.call_tokens, _encode_event(chunk)))
         elif not self.text:
-            out.append((0, self._encode(self._chunk(None, self.finish, self._usage(0, thoughts)))))
+            out.append((0, _encode_event(self._chunk(None, self.finish, self._usage(0, thoughts)))))
         return out
-
-    @staticmethod
-    def _encode(payload: dict[str, Any]) -> bytes:
-        return ("data: " + _wire(payload) + "\r\n\r\n").encode()
 
     def response(self) -> dict[str, Any]:
         parts: list[dict[str, Any]] = []
@@ -685,7 +728,7 @@ def routes(state: EmulatorState) -> list[web.RouteDef]:
         reply = _Reply(plan, text, finish, show)
         if method == "generateContent":
             return await _unary(state, record, request, reply)
-        return await serve_stream(state, record, request, _streamer(reply, behaviour))
+        return await serve_stream(state, record, request, _streamer(reply, behaviour, record))
 
     return [
         web.post("/{version}/models/{spec}", generate),
@@ -694,10 +737,18 @@ def routes(state: EmulatorState) -> list[web.RouteDef]:
     ]
 
 
-def _streamer(reply: _Reply, behaviour: Behaviour) -> Callable[[SseStream], Any]:
+# Events per write when nothing paces the stream: one socket write per event would make the
+# emulator, not the client under test, the bottleneck.
+_BATCH = 64
+
+
+def _streamer(
+    reply: _Reply, behaviour: Behaviour, record: RecordedRequest
+) -> Callable[[SseStream], Any]:
     async def body(stream: SseStream) -> None:
         events = reply.events()
         pacer = Pacer(behaviour)
+        paced = behaviour.tps > 0
         fault = behaviour.mid_stream_fault
         cut: bytes | None = None
         if fault is not None:
@@ -705,19 +756,36 @@ def _streamer(reply: _Reply, behaviour: Behaviour) -> Callable[[SseStream], Any]
             # one; the calls' event counts one per argument fragment, and a drop that falls
             # inside it sends that event up to the middle of the arguments.
             events, cut = _cut_events(events, behaviour.after, reply.calls)
+        pending: list[bytes] = []
+
+        async def flush() -> None:
+            if pending:
+                await stream.send(b"".join(pending) if len(pending) > 1 else pending[0])
+                # SseStream counts writes; a coalesced write carries `len(pending)` events.
+                record.events_sent += len(pending) - 1
+                pending.clear()
+
         await stream.start(_SSE_HEADERS)
+        first = True
         for tokens, event in events:
-            await pacer.before_content(tokens)
-            await stream.send(event)
+            if paced or (first and behaviour.ttft > 0):
+                await flush()
+                await pacer.before_content(tokens)
+            first = False
+            pending.append(event)
+            if len(pending) >= _BATCH:
+                await flush()
         if fault == "drop":
             if cut:
-                await stream.send(cut)
+                pending.append(cut)
+            await flush()
             stream.drop()
             return
+        if fault == "error_event":
+            pending.append(_ERROR_EVENT)
+        await flush()
         if fault == "stall":
             await stream.stall()
-        if fault == "error_event":
-            await stream.send(_ERROR_EVENT)
         await stream.finish()
 
     return body
