@@ -40,7 +40,7 @@ import asyncio
 import contextlib
 import importlib
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextvars import ContextVar
 from typing import Any, TypeVar
 
@@ -58,8 +58,10 @@ __all__ = [
     "background_loop",
     "current_stream",
     "demand_scope",
+    "from_async_batches",
     "from_async_iterable",
     "refuse_blocking_on_loop_thread",
+    "subscriber",
 ]
 
 _T = TypeVar("_T")
@@ -266,9 +268,40 @@ def from_async_iterable(factory: Callable[[], AsyncIterator[_T]]) -> reactivex.O
         >>> from_async_iterable(numbers).pipe(ops.to_list()).run()
         [0, 1, 2]
     """
+    return reactivex.create(subscriber(factory, batched=False))
+
+
+def from_async_batches(
+    factory: Callable[[], AsyncIterator[Sequence[_T]]],
+) -> reactivex.Observable[_T]:
+    """A cold Observable of the items of the batches ``factory()`` yields, in order.
+
+    What a provider hands over: the events of one network read at a time, so the
+    await (and the generators above it) is paid per read, not per event; the items of
+    a batch are emitted in a tight loop. A dispose or stop between two items of a batch
+    ends the run before the next one, and a :class:`Demand` is waited for before each
+    item, so a pulling consumer never holds more than it asked for (the rest of the
+    batch waits here, and the next read is not made).
+
+    Example:
+        >>> async def reads():
+        ...     yield [1, 2]
+        ...     yield [3]
+        >>> from_async_batches(reads).pipe(ops.to_list()).run()
+        [1, 2, 3]
+    """
+    return reactivex.create(subscriber(factory, batched=True))
+
+
+def subscriber(
+    factory: Callable[[], AsyncIterator[Any]], *, batched: bool
+) -> Callable[[abc.ObserverBase[Any], abc.SchedulerBase | None], abc.DisposableBase]:
+    """The subscribe function of :func:`from_async_iterable` (``batched=False``) or
+    :func:`from_async_batches`: for an ``Observable`` subclass's ``_subscribe_core``,
+    which needs no second observer wrapped around the first."""
 
     def subscribe(
-        observer: abc.ObserverBase[_T], scheduler: abc.SchedulerBase | None = None
+        observer: abc.ObserverBase[Any], scheduler: abc.SchedulerBase | None = None
     ) -> abc.DisposableBase:
         if scheduler is not None and scheduler is _BLOCKING_RUN_SCHEDULER:
             refuse_blocking_on_loop_thread(
@@ -304,7 +337,7 @@ def from_async_iterable(factory: Callable[[], AsyncIterator[_T]]) -> reactivex.O
                 task.add_done_callback(_forget_run)
             if disposed:  # disposed before the task first ran
                 return
-            iterator: AsyncIterator[_T] | None = None
+            iterator: AsyncIterator[Any] | None = None
             failure: Exception | None = None
             foreign_cancel: asyncio.CancelledError | None = None
             try:
@@ -312,7 +345,8 @@ def from_async_iterable(factory: Callable[[], AsyncIterator[_T]]) -> reactivex.O
                 step = iterator.__anext__
                 on_next = observer.on_next
                 # The per-item path, inlined (no coroutine per item): wait for demand, then
-                # for the next item; ``pulling`` marks the only places a dispose may cancel.
+                # for the next item (or batch); ``pulling`` marks the only places a dispose
+                # may cancel.
                 while not disposed and stopped is None:
                     pulling = True
                     try:
@@ -325,9 +359,25 @@ def from_async_iterable(factory: Callable[[], AsyncIterator[_T]]) -> reactivex.O
                         pulling = False
                     if disposed:
                         return
-                    on_next(item)
-                    if disposed:
-                        return
+                    if not batched:
+                        on_next(item)
+                        if disposed:
+                            return
+                        continue
+                    for one in item:
+                        if demand is not None and not demand.is_open:
+                            pulling = True
+                            try:
+                                await demand.wait()
+                            finally:
+                                pulling = False
+                            if disposed:
+                                return
+                        on_next(one)
+                        if disposed:
+                            return
+                        if stopped is not None:
+                            break
             except asyncio.CancelledError as cancel:
                 if disposed:
                     raise
@@ -391,7 +441,7 @@ def from_async_iterable(factory: Callable[[], AsyncIterator[_T]]) -> reactivex.O
 
         return Disposable(dispose)
 
-    return reactivex.create(subscribe)
+    return subscribe
 
 
 def _forget_run(task: asyncio.Task[Any]) -> None:

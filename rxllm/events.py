@@ -121,6 +121,30 @@ class ReasoningEvent:
     type: Literal["reasoning"] = field(default="reasoning", init=False)
 
 
+def _text_event_init(cls: type[TokenEvent | ReasoningEvent], kind: str) -> None:
+    """Give a text event class an ``__init__`` that sets its two slots directly.
+
+    A frozen dataclass's generated ``__init__`` sets each field through
+    ``object.__setattr__`` (~0.45 µs for these two); one of these events is made per
+    token on the hot path, so their ``__init__`` sets the slots through their
+    descriptors instead (~0.29 µs). The same fields, frozen, equality, hash, ``repr``,
+    ``replace`` and pattern matching: only the construction is quicker.
+    """
+    set_text = cls.__dict__["text"].__set__
+    set_type = cls.__dict__["type"].__set__
+
+    def __init__(self: Any, text: str) -> None:
+        set_text(self, text)
+        set_type(self, kind)
+
+    __init__.__qualname__ = f"{cls.__qualname__}.__init__"
+    setattr(cls, "__init__", __init__)  # noqa: B010 (a method assignment mypy refuses)
+
+
+_text_event_init(TokenEvent, "token")
+_text_event_init(ReasoningEvent, "reasoning")
+
+
 @dataclass(frozen=True, slots=True)
 class ToolCallDeltaEvent:
     """A fragment of a tool call, as it streams.

@@ -10,7 +10,12 @@ there, declared once), and implements
   end with exactly one ``DoneEvent`` (usage normalized, cost left ``None``),
   raise an ``rxllm.errors`` error for anything that goes wrong (including a
   stream that ends without its terminal event), and close the SDK stream in
-  a ``finally`` so that cancellation closes the connection.
+  a ``finally`` so that cancellation closes the connection;
+- or, instead of ``_events``, ``_batches(request)``: the same events as a list
+  per network read (what the built-in providers do: the stream's consumers then
+  pay their await per read, not per event). A batch is never empty; events a
+  read completed before an error are yielded before it is raised; the
+  ``DoneEvent`` is the last event of the last batch.
 
 Everything else (validation, cost from the catalog, the cold Observable,
 ``generate``) lives here once.
@@ -42,7 +47,7 @@ from .result import StreamResult
 from .stream import LLMStream
 from .structured import with_objects
 from .tools import with_complete_calls
-from .tracing import traced
+from .tracing import spanned, start_span
 from .usage import UsageTracker
 from .vendors import DEFAULT_MAX_CONNECTIONS, DEFAULT_TIMEOUT, ProviderSpec
 
@@ -173,9 +178,20 @@ class Provider(abc.ABC, Generic[_Client]):
     def _make_client(self) -> _Client:
         """Build the official SDK client for the running loop, with SDK retries off."""
 
-    @abc.abstractmethod
     def _events(self, request: StreamRequest) -> AsyncIterator[StreamEvent]:
-        """Stream one request: tokens and reasoning, then exactly one ``DoneEvent``."""
+        """Stream one request: tokens and reasoning, then exactly one ``DoneEvent``.
+
+        Implement this or :meth:`_batches` (see the module docstring).
+        """
+        if type(self)._batches is Provider._batches:
+            raise NotImplementedError(
+                f"{type(self).__name__} implements neither _events nor _batches"
+            )
+        return _flattened(self._batches(request))
+
+    def _batches(self, request: StreamRequest) -> AsyncIterator[Sequence[StreamEvent]]:
+        """The events of :meth:`_events`, a batch per network read (one each by default)."""
+        return _one_by_one(self._events(request))
 
     async def _close_client(self, client: _Client) -> None:  # an optional hook: empty on purpose
         """Release a client's connections (override when the SDK needs it)."""
@@ -286,9 +302,59 @@ class Provider(abc.ABC, Generic[_Client]):
         removed); a start that repeats 12 or more characters of the cut text's ending but
         is kept says ``details["resume_overlap_kept"]`` (characters kept).
         """
-        return traced(self, request, self._priced_events(request))
+        shaped = self._shaped(request)
+        return _flattened(self._priced_batches(request)) if shaped is None else shaped
 
-    async def _priced_events(self, request: StreamRequest) -> AsyncIterator[StreamEvent]:
+    def batches(self, request: StreamRequest) -> AsyncIterator[Sequence[StreamEvent]]:
+        """The events of :meth:`events`, in batches: the events of one network read each.
+
+        What an :class:`~rxllm.stream.LLMStream` iterates. A plain request (no tools,
+        no ``response_format``, no prefill to continue, no span recorded) comes as the
+        provider read it; any other passes event by event through what shapes it (one
+        event a batch).
+        """
+        shaped = self._shaped(request)
+        return self._priced_batches(request) if shaped is None else _one_by_one(shaped)
+
+    def _shaped(self, request: StreamRequest) -> AsyncIterator[StreamEvent] | None:
+        """The request's events through what shapes them (its span included); ``None``
+        for a plain request, which needs none of it (only its cost filled in)."""
+        span = start_span(self, request)
+        if (
+            span is None
+            and not request.tools
+            and request.response_format is None
+            and (not request.prefill or self.continues_prefill)
+        ):
+            return None
+        events = self._shaped_events(request)
+        return events if span is None else spanned(span, request, events)
+
+    async def _priced_batches(self, request: StreamRequest) -> AsyncIterator[Sequence[StreamEvent]]:
+        async for batch in self._batches(request):
+            last = batch[-1]
+            if type(last) is DoneEvent:
+                priced = self._priced(last, request)
+                if priced is not last:
+                    batch = [*batch[:-1], priced]
+            yield batch
+
+    def _priced(self, done: DoneEvent, request: StreamRequest) -> DoneEvent:
+        """``done`` with its cost from the catalog, when it has none and the model is known."""
+        if done.usage.cost is not None:
+            return done
+        cost = catalog.cost(self.name, done.model or request.model, done.usage)
+        if cost is None:
+            return done
+        return DoneEvent(
+            usage=done.usage.with_cost(cost),
+            finish_reason=done.finish_reason,
+            model=done.model,
+            provider=done.provider,
+            details=done.details,
+        )
+
+    async def _shaped_events(self, request: StreamRequest) -> AsyncIterator[StreamEvent]:
         prefill = request.prefill
         if prefill and not self.continues_prefill:
             source = _without_repeated_start(
@@ -301,16 +367,8 @@ class Provider(abc.ABC, Generic[_Client]):
         if request.response_format is not None:
             source = with_objects(source, request.response_format, prefill=prefill)
         async for event in source:
-            if isinstance(event, DoneEvent) and event.usage.cost is None:
-                cost = catalog.cost(self.name, event.model or request.model, event.usage)
-                if cost is not None:
-                    event = DoneEvent(
-                        usage=event.usage.with_cost(cost),
-                        finish_reason=event.finish_reason,
-                        model=event.model,
-                        provider=event.provider,
-                        details=event.details,
-                    )
+            if isinstance(event, DoneEvent):
+                event = self._priced(event, request)
             yield event
 
     async def complete(
@@ -508,6 +566,17 @@ _MIN_RESTATEMENT = 32
 _MIN_REPORTED_OVERLAP = 12
 _RESTATED_DROPPED = "resume_restated_dropped"
 _OVERLAP_KEPT = "resume_overlap_kept"
+
+
+async def _flattened(batches: AsyncIterator[Sequence[StreamEvent]]) -> AsyncIterator[StreamEvent]:
+    async for batch in batches:
+        for event in batch:
+            yield event
+
+
+async def _one_by_one(events: AsyncIterator[StreamEvent]) -> AsyncIterator[Sequence[StreamEvent]]:
+    async for event in events:
+        yield (event,)
 
 
 async def _without_repeated_start(

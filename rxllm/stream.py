@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, get_args
 
 from reactivex import Observable, abc
 
-from .bridge import from_async_iterable
+from .bridge import subscriber
 from .events import StreamEvent
 from .request import StreamRequest
 
@@ -34,7 +34,12 @@ class EventSource(Protocol):
         """The vendor's registry name."""
 
     def events(self, request: StreamRequest) -> AsyncIterator[StreamEvent]:
-        """The events of one request, ending with exactly one ``DoneEvent``."""
+        """The events of one request, ending with exactly one ``DoneEvent``.
+
+        A source may also have ``batches(request)``: the same events, a sequence per
+        network read (as :meth:`rxllm.provider.Provider.batches`). An ``LLMStream``
+        iterates that instead when it is there.
+        """
 
 
 StreamStage: TypeAlias = Callable[[Observable[StreamEvent], int], Observable[StreamEvent]]
@@ -55,17 +60,17 @@ class LLMStream(Observable[StreamEvent]):
     """
 
     def __init__(self, provider: EventSource, request: StreamRequest) -> None:
-        super().__init__()
+        # A provider that hands over its events a network read at a time is iterated
+        # that way (the await is paid per read); any other source one event at a time.
+        # The bridge's subscribe function is this Observable's own (no inner Observable,
+        # so no second observer wrapped around the subscriber's).
+        batches = getattr(provider, "batches", None)
+        if batches is not None:
+            super().__init__(subscriber(lambda: batches(request), batched=True))
+        else:
+            super().__init__(subscriber(lambda: provider.events(request), batched=False))
         self.provider = provider
         self.request = request
-        self._source = from_async_iterable(lambda: provider.events(request))
-
-    def _subscribe_core(
-        self,
-        observer: abc.ObserverBase[StreamEvent],
-        scheduler: abc.SchedulerBase | None = None,
-    ) -> abc.DisposableBase:
-        return self._source.subscribe(observer, scheduler=scheduler)
 
     def continued(self, partial: str, *, tokens_used: int = 0, token_events: int = 0) -> LLMStream:
         """The stream that continues this one after ``partial`` text was already received.

@@ -66,6 +66,8 @@ __all__ = [
     "current_span",
     "enabled",
     "record_retry",
+    "spanned",
+    "start_span",
     "traced",
 ]
 
@@ -106,8 +108,14 @@ def traced(
     provider: EventSource, request: StreamRequest, events: AsyncIterator[StreamEvent]
 ) -> AsyncIterator[StreamEvent]:
     """``events`` inside a span, or ``events`` itself when no span would be recorded."""
+    span = start_span(provider, request)
+    return events if span is None else spanned(span, request, events)
+
+
+def start_span(provider: EventSource, request: StreamRequest) -> Any:
+    """The span of one request, started; ``None`` when none would be recorded."""
     if not enabled():
-        return events
+        return None
     assert _trace is not None
     tracer = _trace.get_tracer(TRACER_NAME)
     span = tracer.start_span(
@@ -117,11 +125,11 @@ def traced(
     )
     if not span.is_recording():
         span.end()
-        return events
-    return _spanned(span, request, events)
+        return None
+    return span
 
 
-async def _spanned(
+async def spanned(
     span: Any, request: StreamRequest, events: AsyncIterator[StreamEvent]
 ) -> AsyncIterator[StreamEvent]:
     assert _trace is not None

@@ -51,6 +51,15 @@ def _framed(*reads: bytes) -> list[tuple[str | None, str]]:
     return [(None if n is None else n.decode(), d.decode()) for n, d in events]
 
 
+def _framed_data(*reads: bytes) -> list[str]:
+    framer = SSEFramer()
+    return [d.decode() for read in reads for d in framer.feed_data(read)]
+
+
+def _sdk_data(body: bytes) -> list[str]:
+    return [data for _, data in _sdk(body)]
+
+
 def test_every_capture_is_found() -> None:
     names = {name for name, _ in CAPTURES}
     assert len(CAPTURES) >= 20
@@ -67,10 +76,17 @@ def test_every_split_point_gives_the_sdk_decoders_events(
     expected = _sdk(body)
     assert expected, name
     assert _framed(body) == expected
+    data = [d for _, d in expected]
+    assert _framed_data(body) == data
     for cut in range(1, len(body)):
         got = _framed(body[:cut], body[cut:])
         if got != expected:  # one assert with the split point in it, not 10,000
             pytest.fail(f"{name} split at byte {cut}: {got[:3]}... != {expected[:3]}...")
+        got_data = _framed_data(body[:cut], body[cut:])
+        if got_data != data:
+            pytest.fail(
+                f"{name} split at byte {cut}, data only: {got_data[:3]}... != {data[:3]}..."
+            )
 
 
 def test_one_byte_at_a_time() -> None:
@@ -102,3 +118,29 @@ def test_a_byte_order_mark_at_the_start_is_dropped_even_split() -> None:
     body = b"\xef\xbb\xbfdata: {}\n\n"
     for cut in range(len(body) + 1):
         assert _framed(body[:cut], body[cut:]) == [(None, "{}")]
+
+
+ODD_BODIES = [
+    b"data: a\n\n\n\ndata: b\n\n",  # a blank line more between two events
+    b"data: a\ndata: b\n\ndata: c\n\n",  # two data lines: one event "a\nb"
+    b": keep-alive\n\ndata: a\n\n",  # a comment frame
+    b"data: a\n\n: keep-alive\n\ndata: b\n\n",
+    b"event: ping\n\ndata: a\n\n",  # an event with no data line
+    b"data:a\n\ndata:  b\n\n",  # no space, two spaces
+    b"data: says data: x\n\ndata: y\n\n",  # "data: " inside a payload
+    b"id: 1\ndata: a\n\ndata: b\n\n",
+    b"data: a\n\ndata: b\n",  # the last event not finished
+    b"\xef\xbb\xbfdata: a\n\ndata: b\n\n",  # a byte order mark
+    b"data: a\r\n\r\ndata: b\r\n\r\n",
+    b"data: [DONE]\n\n",
+]
+
+
+@pytest.mark.parametrize("body", ODD_BODIES)
+def test_data_only_reading_follows_the_rules_on_odd_streams(body: bytes) -> None:
+    expected = [data for _, data in _framed(body)]
+    if not body.startswith(b"\xef\xbb\xbf"):  # the SDK's decoder keeps a byte order mark
+        assert expected == _sdk_data(body)
+    assert _framed_data(body) == expected
+    for cut in range(1, len(body)):
+        assert _framed_data(body[:cut], body[cut:]) == expected, cut

@@ -36,50 +36,39 @@ TypedError = msgspec.MsgspecError
 general way."""
 
 
-class _OpenAIDelta(msgspec.Struct):
-    content: str | None = None
-    tool_calls: msgspec.Raw = NULL
-    reasoning_content: msgspec.Raw = NULL
-    reasoning: msgspec.Raw = NULL
-    refusal: msgspec.Raw = NULL
+class _OpenAITextDelta(msgspec.Struct, forbid_unknown_fields=True):
+    # Only text: a field rxllm acts on (tool_calls, reasoning, refusal) must be absent or
+    # null, and a field it does not know fails the decoding (read in full, then).
+    content: str = ""
+    role: str | None = None
+    tool_calls: None = None
+    reasoning_content: None = None
+    reasoning: None = None
+    refusal: None = None
 
 
-class _OpenAIChoice(msgspec.Struct):
-    delta: _OpenAIDelta | None = None
-    finish_reason: msgspec.Raw = NULL
+class _OpenAITextChoice(msgspec.Struct):
+    delta: _OpenAITextDelta
+    finish_reason: None = None
 
 
-class OpenAIChunk(msgspec.Struct):
-    """A Chat Completions chunk, as far as its text goes."""
+class OpenAITextChunk(msgspec.Struct):
+    """A Chat Completions chunk that is one piece of text and nothing else: one choice,
+    no finish reason, no usage, no error. The schema does the checks, in C; any other
+    chunk fails to decode (``msgspec.ValidationError``)."""
 
-    choices: list[_OpenAIChoice] = []
-    usage: msgspec.Raw = NULL
-    error: msgspec.Raw = NULL
-
-
-def _openai_text(data: bytes) -> str | None:
-    """The chunk's text when it is only text (else ``None``: read it in full)."""
-    chunk = _OPENAI(data)
-    choices = chunk.choices
-    if len(choices) != 1 or chunk.usage != NULL or chunk.error != NULL:
-        return None
-    choice = choices[0]
-    delta = choice.delta
-    if (
-        delta is None
-        or not delta.content
-        or choice.finish_reason != NULL
-        or delta.tool_calls != NULL
-        or delta.reasoning_content != NULL
-        or delta.reasoning != NULL
-        or delta.refusal != NULL
-    ):
-        return None
-    return delta.content
+    choices: tuple[_OpenAITextChoice]
+    usage: None = None
+    error: None = None
 
 
-_OPENAI = msgspec.json.Decoder(OpenAIChunk).decode
-openai_chunk = _openai_text
+_OPENAI = msgspec.json.Decoder(OpenAITextChunk).decode
+
+
+def openai_chunk(data: bytes) -> str | None:
+    """The chunk's text when it is only text (else ``None`` or :data:`TypedError`: read it
+    in full)."""
+    return _OPENAI(data).choices[0].delta.content or None
 
 
 class _AnthropicDelta(msgspec.Struct):

@@ -4,6 +4,8 @@ The SDK builds, authenticates and sends the request and raises its typed status
 errors (``client.messages.with_streaming_response.create``); the events are then
 framed in bytes per network read (:mod:`rxllm.providers._sse`) and ``json.loads``-ed,
 skipping the pydantic model the SDK would build per chunk (the hot path; see ``bench/``).
+The events of one read are handed over together (``_batches``), so what consumes them
+pays its await per read, not per event.
 
 Mapping:
 
@@ -93,7 +95,8 @@ from ..request import Message, StreamRequest
 from ..tools import complete_call
 from ..vendors import vendor
 from ._common import ErrorRules, ErrorScope, retry_after_from_headers, transport_failure
-from ._sse import SSEFramer
+from ._post import StreamingPost
+from ._sse import Event, SSEFramer
 from ._typed import TypedError, anthropic_delta
 
 __all__ = ["AnthropicProvider"]
@@ -144,6 +147,14 @@ def _status_error(error: anthropic.APIStatusError, scope: ErrorScope) -> errors.
 
 
 # The SDK's exceptions → rxllm's (then the rules every vendor shares, in ``_common``).
+# How a request is sent: the SDK's ``post`` (see _post). ``create`` turns these two into
+# headers rather than body fields, so a request with them goes through ``create``.
+_POST = StreamingPost(
+    anthropic.resources.AsyncMessages.create,
+    "/v1/messages",
+    special=frozenset({"user_profile_id", "workspace_id"}),
+)
+
 _ERRORS = ErrorRules(
     "Anthropic",
     [
@@ -243,7 +254,7 @@ class AnthropicProvider(Provider[anthropic.AsyncAnthropic]):
 
     # -- response -----------------------------------------------------------------------------
 
-    async def _events(self, request: StreamRequest) -> AsyncIterator[StreamEvent]:
+    async def _batches(self, request: StreamRequest) -> AsyncIterator[list[StreamEvent]]:
         client = self.client()
         params = self._params(request)
         state = _StreamState(request.model)
@@ -253,66 +264,85 @@ class AnthropicProvider(Provider[anthropic.AsyncAnthropic]):
             secret=self.api_key.get_secret_value(),
             timeout=self.timeout,
         ) as scope:
-            async with client.messages.with_streaming_response.create(**params) as raw:
+            create = client.messages.with_streaming_response.create
+            async with _POST.open(client, params, create) as http:
                 scope.reading = True
-                http = raw.http_response
                 scope.expect_event_stream(http.headers.get("content-type"), http.status_code)
                 # rxllm's own framing, per network read; the event name picks the
                 # event before any JSON, and most events are never decoded.
                 framer = SSEFramer()
-                loads = json.loads
                 async for read in http.aiter_bytes():
-                    for kind, data in framer.feed(read):
-                        if kind == b"content_block_delta":
-                            try:  # text and thinking, typed (see _typed)
-                                piece = anthropic_delta(data)
-                            except TypedError:
-                                piece = None
-                            if piece is not None:
-                                if piece[0]:
-                                    if piece[1]:
-                                        yield ReasoningEvent(piece[1])
-                                else:
-                                    yield TokenEvent(piece[1])
-                                continue
-                            body = loads(data)
-                            delta = body["delta"]
-                            delta_type = delta["type"]
-                            if delta_type == "text_delta":
-                                yield TokenEvent(delta["text"])
-                            elif delta_type == "thinking_delta" and delta["thinking"]:
-                                yield ReasoningEvent(delta["thinking"])
-                            elif delta_type == "input_json_delta":
-                                call = state.calls.get(body["index"])
-                                fragment = delta["partial_json"]
-                                if call is not None and fragment:
-                                    call.parts.append(fragment)
-                                    if not call.server_side:
-                                        yield ToolCallDeltaEvent(call.index, fragment)
-                            # signature_delta, citations_delta: not text.
-                        elif kind == b"content_block_start":
-                            if b"tool_use" in data:  # text and thinking blocks: nothing to do
-                                call = state.open_call(loads(data))
-                                if call is not None and not call.server_side:
-                                    yield ToolCallDeltaEvent(call.index, "", call.id, call.name)
-                        elif kind == b"content_block_stop":
-                            if state.calls:
-                                call = state.calls.pop(loads(data)["index"], None)
-                                if call is not None:
-                                    yield call.complete(self.name, state.model)
-                        elif kind == b"message_start":
-                            state.start(loads(data)["message"])
-                        elif kind == b"message_delta":
-                            state.delta(loads(data))
-                        elif kind == b"message_stop":
-                            state.stopped = True
-                        elif kind == b"error":
-                            raise _in_band_error(data.decode(errors="replace"), scope)
-                        # ping; and, as the API docs ask of clients,
-                        # event types added later are ignored rather than fatal.
+                    batch: list[StreamEvent] = []  # this read's events
+                    try:
+                        self._read(framer.feed(read), state, batch, scope)
+                    except Exception:
+                        if batch:  # what the read brought before the error is delivered
+                            yield batch
+                        raise
+                    if batch:
+                        yield batch
             if not state.stopped:
                 raise scope.incomplete(f"its message_stop event (after {state.where()})")
-            yield state.done(self.name, request)  # in the scope: its fields came from the wire
+            yield [state.done(self.name, request)]  # in the scope: its fields came from the wire
+
+    def _read(
+        self,
+        events: list[Event],
+        state: _StreamState,
+        batch: list[StreamEvent],
+        scope: ErrorScope,
+    ) -> None:
+        """Add to ``batch`` what one network read's events say; keep the rest in ``state``."""
+        add = batch.append
+        loads = json.loads
+        for kind, data in events:
+            if kind == b"content_block_delta":
+                try:  # text and thinking, typed (see _typed)
+                    piece = anthropic_delta(data)
+                except TypedError:
+                    piece = None
+                if piece is not None:
+                    if piece[0]:
+                        if piece[1]:
+                            add(ReasoningEvent(piece[1]))
+                    else:
+                        add(TokenEvent(piece[1]))
+                    continue
+                body = loads(data)
+                delta = body["delta"]
+                delta_type = delta["type"]
+                if delta_type == "text_delta":
+                    add(TokenEvent(delta["text"]))
+                elif delta_type == "thinking_delta" and delta["thinking"]:
+                    add(ReasoningEvent(delta["thinking"]))
+                elif delta_type == "input_json_delta":
+                    call = state.calls.get(body["index"])
+                    fragment = delta["partial_json"]
+                    if call is not None and fragment:
+                        call.parts.append(fragment)
+                        if not call.server_side:
+                            add(ToolCallDeltaEvent(call.index, fragment))
+                # signature_delta, citations_delta: not text.
+            elif kind == b"content_block_start":
+                if b"tool_use" in data:  # text and thinking blocks: nothing to do
+                    call = state.open_call(loads(data))
+                    if call is not None and not call.server_side:
+                        add(ToolCallDeltaEvent(call.index, "", call.id, call.name))
+            elif kind == b"content_block_stop":
+                if state.calls:
+                    call = state.calls.pop(loads(data)["index"], None)
+                    if call is not None:
+                        add(call.complete(self.name, state.model))
+            elif kind == b"message_start":
+                state.start(loads(data)["message"])
+            elif kind == b"message_delta":
+                state.delta(loads(data))
+            elif kind == b"message_stop":
+                state.stopped = True
+            elif kind == b"error":
+                raise _in_band_error(data.decode(errors="replace"), scope)
+            # ping; and, as the API docs ask of clients,
+            # event types added later are ignored rather than fatal.
 
 
 # -- request shapes -------------------------------------------------------------------------

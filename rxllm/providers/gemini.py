@@ -32,7 +32,8 @@ What this module does about the SDK's behaviour, and why:
   typed ``ClientError``/``ServerError`` for error statuses); the open response's body
   (``HttpResponse.response_stream``) is framed in bytes per network read by
   :mod:`rxllm.providers._sse` (the SDK's line reader awaits once per line) and each
-  event ``json.loads``-ed once. Those are private names: they are checked once at import, and
+  event ``json.loads``-ed once; a read's events are handed over together (``_batches``).
+  Those are private names: they are checked once at import, and
   if a future SDK lacks them (or with ``GeminiProvider(raw_stream=False)``) the public
   ``generate_content_stream`` is used instead, mapped through the same code. The tests
   run both paths.
@@ -123,6 +124,7 @@ from ._typed import NULL, TypedError, decode_raw, gemini_chunk
 
 try:  # the SDK's private request pipeline (see the module docstring)
     from google.genai import _common as _genai_common
+    from google.genai import _transformers as _genai_transformers
     from google.genai import models as _genai_models
     from google.genai._api_client import BaseApiClient as _BaseApiClient
     from google.genai._api_client import HttpResponse as _HttpResponse
@@ -133,6 +135,7 @@ try:  # the SDK's private request pipeline (see the module docstring)
             hasattr(types, "_GenerateContentParameters"),
             hasattr(_genai_common, "convert_to_dict"),
             hasattr(_genai_common, "encode_unserializable_types"),
+            hasattr(_genai_transformers, "t_model"),
             hasattr(_BaseApiClient, "_build_request"),
             hasattr(_BaseApiClient, "_async_request"),
         )
@@ -337,10 +340,14 @@ class GeminiProvider(Provider[genai.Client]):
 
     # -- streaming ----------------------------------------------------------------------
 
-    async def _events(self, request: StreamRequest) -> AsyncIterator[StreamEvent]:
+    async def _batches(self, request: StreamRequest) -> AsyncIterator[list[StreamEvent]]:
         client = self.client()
-        config = self._config(request)
-        contents = self._contents(request)
+        # A text-only request is sent as the JSON the SDK would make of it, built here (the
+        # SDK's validation and conversion cost ~1 ms a request); any other through the SDK.
+        plain = _plain_body(request, self.max_tokens(request)) if self.raw_stream else None
+        if plain is None:
+            config = self._config(request)
+            contents = self._contents(request)
         timeout = self.timeout
         loop = asyncio.get_running_loop()
         raw: _HttpResponse | None = None
@@ -365,9 +372,14 @@ class GeminiProvider(Provider[genai.Client]):
                 # the request queues for a connection (see _pool_wait_trace).
                 async with asyncio.timeout(timeout) as deadline:
                     if self.raw_stream:
-                        http_request = _raw_request(client, request.model, contents, config)
+                        if plain is not None:
+                            http_request = _plain_request(client, request.model, plain)
+                            http_options = None
+                        else:
+                            http_request = _raw_request(client, request.model, contents, config)
+                            http_options = config.http_options
                         raw = await _unqueued(
-                            _send_raw(client, http_request, config.http_options), deadline, timeout
+                            _send_raw(client, http_request, http_options), deadline, timeout
                         )
                         lines = _body_reads(raw)
                         scope.reading = True
@@ -388,59 +400,67 @@ class GeminiProvider(Provider[genai.Client]):
                         except StopAsyncIteration:
                             break
                         deadline.reschedule(None)  # a slow consumer is not a stalled server
-                        # Raw: every event this network read completed, framed in bytes.
-                        for _, line in framer.feed(read) if raw is not None else ((None, read),):
-                            if raw is not None:
-                                try:  # a text-only event, typed (see _typed)
-                                    typed = gemini_chunk(line)
-                                except TypedError:
-                                    typed = None
-                                if typed is not None:
-                                    if response_id is None:
-                                        response_id = typed.responseId
-                                        model_version = typed.modelVersion
-                                    content_typed = typed.candidates[0].content
-                                    if content_typed is not None:
-                                        for piece in content_typed.parts:
-                                            if piece.text:
-                                                if piece.thought:
-                                                    yield ReasoningEvent(piece.text)
+                        batch: list[StreamEvent] = []  # this read's events
+                        add = batch.append
+                        try:
+                            # Raw: every event this network read completed, framed in bytes.
+                            for line in framer.feed_data(read) if raw is not None else (read,):
+                                if raw is not None:
+                                    try:  # a text-only event, typed (see _typed)
+                                        typed = gemini_chunk(line)
+                                    except TypedError:
+                                        typed = None
+                                    if typed is not None:
+                                        if response_id is None:
+                                            response_id = typed.responseId
+                                            model_version = typed.modelVersion
+                                        content_typed = typed.candidates[0].content
+                                        if content_typed is not None:
+                                            for piece in content_typed.parts:
+                                                if piece.text:
+                                                    if piece.thought:
+                                                        add(ReasoningEvent(piece.text))
+                                                    else:
+                                                        add(TokenEvent(piece.text))
+                                        if typed.usageMetadata != NULL:
+                                            usage_raw = typed.usageMetadata
+                                            usage = None
+                                        continue
+                                data: dict[str, Any] = loads(line) if raw is not None else read
+                                if "error" in data:
+                                    _raise_in_band(data, raw)
+                                if response_id is None:
+                                    response_id = data.get("responseId")
+                                    model_version = data.get("modelVersion")
+                                candidates = data.get("candidates")
+                                if candidates:
+                                    candidate = candidates[0]
+                                    content = candidate.get("content")
+                                    if content:
+                                        for part in content.get("parts") or ():
+                                            text = part.get("text")
+                                            if text:
+                                                if part.get("thought"):
+                                                    add(ReasoningEvent(text))
                                                 else:
-                                                    yield TokenEvent(piece.text)
-                                    if typed.usageMetadata != NULL:
-                                        usage_raw = typed.usageMetadata
-                                        usage = None
-                                    continue
-                            data: dict[str, Any] = loads(line) if raw is not None else read
-                            if "error" in data:
-                                _raise_in_band(data, raw)
-                            if response_id is None:
-                                response_id = data.get("responseId")
-                                model_version = data.get("modelVersion")
-                            candidates = data.get("candidates")
-                            if candidates:
-                                candidate = candidates[0]
-                                content = candidate.get("content")
-                                if content:
-                                    for part in content.get("parts") or ():
-                                        text = part.get("text")
-                                        if text:
-                                            if part.get("thought"):
-                                                yield ReasoningEvent(text)
-                                            else:
-                                                yield TokenEvent(text)
-                                        elif "functionCall" in part:
-                                            for event in _call_events(part, calls, response_id):
-                                                yield event
-                                            calls += 1
-                                if "finishReason" in candidate:
-                                    finish = candidate["finishReason"]
-                                    finish_message = candidate.get("finishMessage")
-                            elif "promptFeedback" in data:
-                                blocked = data["promptFeedback"].get("blockReason") or blocked
-                            if "usageMetadata" in data:
-                                usage = data["usageMetadata"]
-                                usage_raw = None
+                                                    add(TokenEvent(text))
+                                            elif "functionCall" in part:
+                                                batch.extend(_call_events(part, calls, response_id))
+                                                calls += 1
+                                    if "finishReason" in candidate:
+                                        finish = candidate["finishReason"]
+                                        finish_message = candidate.get("finishMessage")
+                                elif "promptFeedback" in data:
+                                    blocked = data["promptFeedback"].get("blockReason") or blocked
+                                if "usageMetadata" in data:
+                                    usage = data["usageMetadata"]
+                                    usage_raw = None
+                        except Exception:
+                            if batch:  # what the read brought before the error is delivered
+                                yield batch
+                            raise
+                        if batch:
+                            yield batch
             finally:
                 await _close(lines, raw)
             if usage_raw is not None:  # the last usage came with a typed event
@@ -465,13 +485,15 @@ class GeminiProvider(Provider[genai.Client]):
                 reason = _FINISH.get(finish, FinishReason.STOP)
             else:
                 reason = FinishReason.CONTENT_FILTER
-            yield DoneEvent(
-                usage=_usage(usage),
-                finish_reason=reason,
-                model=model_version or request.model,
-                provider=self.name,
-                details=details,
-            )
+            yield [
+                DoneEvent(
+                    usage=_usage(usage),
+                    finish_reason=reason,
+                    model=model_version or request.model,
+                    provider=self.name,
+                    details=details,
+                )
+            ]
 
 
 # -- tools, content parts ----------------------------------------------------------------
@@ -662,6 +684,59 @@ def _raw_request(
     body = _genai_common.encode_unserializable_types(_genai_common.convert_to_dict(body))
     # Per-request http_options (extra headers, say) apply as they do in the public path.
     http_request = api._build_request("post", path, body, config.http_options)
+    http_request.timeout = None  # the provider applies its own per-read timeout
+    return http_request
+
+
+def _plain_body(request: StreamRequest, max_tokens: int | None) -> dict[str, Any] | None:
+    """The API's JSON for a text-only request (no tools, schema, media or options), exactly
+    as the SDK's conversion makes it (``tests/providers/test_gemini.py`` compares the two);
+    ``None`` for any other request, which goes through the SDK's conversion."""
+    if (
+        request.tools
+        or request.tool_choice is not None
+        or request.response_format is not None
+        or request.options
+    ):
+        return None
+    contents: list[dict[str, Any]] = []
+    for message in request.conversation():
+        content = message.content
+        if (
+            message.role not in ("user", "assistant")
+            or message.tool_calls
+            or not isinstance(content, str)
+            or not content
+        ):
+            return None
+        role = "user" if message.role == "user" else "model"
+        contents.append({"parts": [{"text": content}], "role": role})
+    body: dict[str, Any] = {"contents": contents}
+    system = request.system_prompt()
+    if system:
+        body["systemInstruction"] = {"parts": [{"text": system}], "role": "user"}
+    generation: dict[str, Any] = {}
+    if request.temperature is not None:
+        generation["temperature"] = request.temperature
+    if max_tokens is not None:
+        generation["maxOutputTokens"] = max_tokens
+    if request.stop:
+        generation["stopSequences"] = list(request.stop)
+    if request.reasoning:
+        thinking: dict[str, Any] = {"include_thoughts": True}
+        if request.reasoning is not True:
+            thinking["thinking_budget"] = _THINKING_BUDGET[request.reasoning]
+        generation["thinkingConfig"] = thinking
+    body["generationConfig"] = generation
+    return body
+
+
+def _plain_request(client: genai.Client, model: str, body: dict[str, Any]) -> Any:
+    """The SDK's ``HttpRequest`` for ``streamGenerateContent`` with ``body`` (see
+    :func:`_raw_request`). Raises ``ValueError`` for a model name the SDK refuses."""
+    api = client._api_client
+    path = f"{_genai_transformers.t_model(api, model)}:streamGenerateContent?alt=sse"
+    http_request = api._build_request("post", path, body, None)
     http_request.timeout = None  # the provider applies its own per-read timeout
     return http_request
 

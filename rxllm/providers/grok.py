@@ -320,7 +320,7 @@ class GrokProvider(Provider[_Client]):
             model=model,
         )
 
-    async def _events(self, request: StreamRequest) -> AsyncIterator[StreamEvent]:
+    async def _batches(self, request: StreamRequest) -> AsyncIterator[list[StreamEvent]]:
         model = request.model
         last: Any = None
         finish = 0
@@ -359,21 +359,23 @@ class GrokProvider(Provider[_Client]):
                         read_limit.done()
                     if chunk is grpc.aio.EOF:
                         break
+                    batch: list[StreamEvent] = []  # this message's events
                     for output in chunk.outputs:
                         delta = output.delta
                         if delta.role != _ASSISTANT:
                             continue  # server-side tool outputs (ROLE_TOOL)
                         reasoning = delta.reasoning_content
                         if reasoning:
-                            yield ReasoningEvent(reasoning)
+                            batch.append(ReasoningEvent(reasoning))
                         content = delta.content
                         if content:
-                            yield TokenEvent(content)
+                            batch.append(TokenEvent(content))
                         if delta.tool_calls:
-                            for event in calls.read(delta.tool_calls):
-                                yield event
+                            batch.extend(calls.read(delta.tool_calls))
                         finish = output.finish_reason
                     last = chunk
+                    if batch:
+                        yield batch
             finally:
                 if read_limit is not None:
                     read_limit.close()
@@ -384,7 +386,7 @@ class GrokProvider(Provider[_Client]):
                 client.streams.release()
             if last is None or finish == 0:
                 raise scope.incomplete("a finish reason")
-            yield _done(last, finish, model, self.name)
+            yield [_done(last, finish, model, self.name)]
 
 
 class _Calls:

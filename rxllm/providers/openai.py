@@ -6,6 +6,8 @@ per network read by :mod:`rxllm.providers._sse`; a plain text chunk is decoded t
 (:mod:`rxllm.providers._typed`), every other one with ``json.loads``. Iterating the SDK's
 ``AsyncStream`` would build a pydantic model per chunk, which costs about ten
 times the rest of the hot path; rxllm never needs those models.
+The events of one read are handed over together (``_batches``), so what consumes
+them pays its await per read, not per event.
 
 Mapping:
 
@@ -94,6 +96,7 @@ from ..provider import Provider
 from ..request import Message, StreamRequest
 from ..vendors import vendor
 from ._common import ErrorRules, ErrorScope, retry_after_from_headers, transport_failure
+from ._post import StreamingPost
 from ._sse import SSEFramer
 from ._typed import TypedError, openai_chunk
 
@@ -124,6 +127,13 @@ _INBAND_STATUS: dict[str, int] = {
     "overloaded_error": 503,
     "server_error": 500,
 }
+
+# How a request is sent: the SDK's ``post`` (see _post), with what ``create`` adds.
+_POST = StreamingPost(
+    openai.resources.chat.AsyncCompletions.create,
+    "/chat/completions",
+    options={"security": {"bearer_auth": True}},
+)
 
 _CLIENT_OPTIONS = ("organization", "project", "default_headers", "default_query")
 
@@ -257,7 +267,7 @@ class OpenAIProvider(Provider[openai.AsyncOpenAI]):
         params.update(request.options)
         return params
 
-    async def _events(self, request: StreamRequest) -> AsyncIterator[StreamEvent]:
+    async def _batches(self, request: StreamRequest) -> AsyncIterator[list[StreamEvent]]:
         client = self.client()
         model = request.model
         with _ERRORS.scope(
@@ -267,9 +277,8 @@ class OpenAIProvider(Provider[openai.AsyncOpenAI]):
             timeout=self.timeout,
         ) as scope:
             create = client.chat.completions.with_streaming_response.create
-            async with create(**self._params(request)) as response:
+            async with _POST.open(client, self._params(request), create) as http:
                 scope.reading = True
-                http = response.http_response
                 scope.expect_event_stream(http.headers.get("content-type"), http.status_code)
                 finish: str | None = None
                 usage: Mapping[str, Any] | None = None
@@ -281,55 +290,63 @@ class OpenAIProvider(Provider[openai.AsyncOpenAI]):
                 loads = json.loads
                 framer = SSEFramer()
                 async for read in http.aiter_bytes():
-                    for _, data in framer.feed(read):
-                        if data[:6] == b"[DONE]":
-                            done = True
-                            break
-                        try:  # the plain text chunk, typed (see _typed)
-                            text = openai_chunk(data)
-                        except TypedError:
-                            text = None
-                        if text is not None:
-                            yield TokenEvent(text)
-                            continue
-                        chunk = loads(data)
-                        choices = chunk.get("choices")
-                        if choices:
-                            choice = choices[0]
-                            delta = choice.get("delta")
-                            if delta:
-                                content = delta.get("content")
-                                if content:
-                                    yield TokenEvent(content)
-                                    if len(delta) > 1 and delta.get("tool_calls"):
-                                        # A compatible server that sends text and a call together.
-                                        calls = calls or _Calls()
-                                        for call_event in calls.read(delta["tool_calls"]):
-                                            yield call_event
-                                elif len(delta) > 1 or "content" not in delta:
-                                    reasoning = delta.get("reasoning_content") or delta.get(
-                                        "reasoning"
-                                    )
-                                    if reasoning:
-                                        yield ReasoningEvent(reasoning)
-                                    refusal = delta.get("refusal")
-                                    if refusal:
-                                        refused = True
-                                        yield TokenEvent(refusal)
-                                    fragments = delta.get("tool_calls")
-                                    if fragments:
-                                        calls = calls or _Calls()
-                                        for call_event in calls.read(fragments):
-                                            yield call_event
-                            reason = choice.get("finish_reason")
-                            if reason:
-                                finish = reason
-                                completion_id = chunk.get("id")
-                                served_model = chunk.get("model") or model
-                        elif "error" in chunk:
-                            raise _in_band_error(chunk["error"], scope)
-                        if chunk.get("usage"):
-                            usage = chunk["usage"]
+                    batch: list[StreamEvent] = []  # this read's events
+                    add = batch.append
+                    try:
+                        for data in framer.feed_data(read):
+                            if data[:6] == b"[DONE]":
+                                done = True
+                                break
+                            try:  # the plain text chunk, typed (see _typed)
+                                text = openai_chunk(data)
+                            except TypedError:
+                                text = None
+                            if text is not None:
+                                add(TokenEvent(text))
+                                continue
+                            chunk = loads(data)
+                            choices = chunk.get("choices")
+                            if choices:
+                                choice = choices[0]
+                                delta = choice.get("delta")
+                                if delta:
+                                    content = delta.get("content")
+                                    if content:
+                                        add(TokenEvent(content))
+                                        if len(delta) > 1 and delta.get("tool_calls"):
+                                            # A compatible server that sends text and a call
+                                            # together.
+                                            calls = calls or _Calls()
+                                            batch.extend(calls.read(delta["tool_calls"]))
+                                    elif len(delta) > 1 or "content" not in delta:
+                                        reasoning = delta.get("reasoning_content") or delta.get(
+                                            "reasoning"
+                                        )
+                                        if reasoning:
+                                            add(ReasoningEvent(reasoning))
+                                        refusal = delta.get("refusal")
+                                        if refusal:
+                                            refused = True
+                                            add(TokenEvent(refusal))
+                                        fragments = delta.get("tool_calls")
+                                        if fragments:
+                                            calls = calls or _Calls()
+                                            batch.extend(calls.read(fragments))
+                                reason = choice.get("finish_reason")
+                                if reason:
+                                    finish = reason
+                                    completion_id = chunk.get("id")
+                                    served_model = chunk.get("model") or model
+                            elif "error" in chunk:
+                                raise _in_band_error(chunk["error"], scope)
+                            if chunk.get("usage"):
+                                usage = chunk["usage"]
+                    except Exception:
+                        if batch:  # what the read brought before the error is delivered
+                            yield batch
+                        raise
+                    if batch:
+                        yield batch
                     if done:
                         break
                 if done and http.http_version == "HTTP/1.1":
@@ -339,7 +356,7 @@ class OpenAIProvider(Provider[openai.AsyncOpenAI]):
             if not done or finish is None:
                 raise scope.incomplete("[DONE]" if finish is not None else "a finish_reason chunk")
             # In the scope: the usage and finish reason came from the wire.
-            yield _done(finish, usage, served_model, completion_id, refused, self.name)
+            yield [_done(finish, usage, served_model, completion_id, refused, self.name)]
 
 
 def _tool(name: str, description: str, parameters: Mapping[str, Any]) -> dict[str, Any]:

@@ -217,6 +217,25 @@ async def test_request_options_reach_the_sdk_call(claude: AnthropicProvider) -> 
         await claude.complete(request)
 
 
+async def test_a_parameter_create_turns_into_a_header_goes_through_create(
+    claude: AnthropicProvider, emulator: Emulator
+) -> None:
+    request = claude.request("Hi", model=MODEL, options={"workspace_id": "wrk_1"})
+    result = await claude.complete(request)
+    assert result.text
+    assert emulator.requests[-1].headers["anthropic-workspace-id"] == "wrk_1"
+    assert "workspace_id" not in emulator.requests[-1].body
+
+
+async def test_an_unknown_option_is_refused_before_anything_is_sent(
+    claude: AnthropicProvider, emulator: Emulator
+) -> None:
+    request = claude.request("Hi", model=MODEL, options={"no_such_parameter": 1})
+    with pytest.raises(errors.InvalidRequestError, match="refused the request"):
+        await claude.complete(request)
+    assert emulator.requests == []
+
+
 # -- errors --------------------------------------------------------------------------------------
 
 

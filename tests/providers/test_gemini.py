@@ -17,6 +17,7 @@ from aiohttp import web
 from reactivex import operators as ops
 
 from rxllm import errors
+from rxllm.content import TextPart, image
 from rxllm.emulator import Emulator
 from rxllm.events import DoneEvent, FinishReason, ReasoningEvent, StreamEvent, TokenEvent
 from rxllm.providers.gemini import GeminiProvider
@@ -317,3 +318,73 @@ async def test_reset_before_headers_is_not_retried_by_the_sdk(replay: Any) -> No
     assert events == []
     assert type(error) is errors.StreamInterruptedError
     assert len(replay.hits) == 1
+
+
+# -- a text-only request's JSON, built without the SDK's conversion ---------------------------
+
+_PNG = image(b"\x89PNG\r\n\x1a\n" + bytes(16), media_type="image/png")
+
+_PLAIN = [
+    StreamRequest(model=MODEL, prompt="Hi"),
+    StreamRequest(model=MODEL, prompt='Grüße 🚀 "quoted"\nnew line', system="Be brief"),
+    StreamRequest(model=MODEL, prompt="Hi", temperature=0.0, max_tokens=1, stop=("x", "y")),
+    StreamRequest(model=MODEL, prompt="Hi", temperature=1.5, reasoning=True),
+    *(StreamRequest(model=MODEL, prompt="Hi", reasoning=e) for e in ("low", "medium", "high")),
+    StreamRequest(
+        model=f"models/{MODEL}",
+        messages=[
+            Message(role="system", content="S"),
+            Message(role="user", content="a"),
+            Message(role="assistant", content="b"),
+            Message(role="user", content="c"),
+        ],
+    ),
+    StreamRequest(
+        model=MODEL,
+        messages=[Message(role="user", content="Hi"), Message(role="assistant", content="Cut")],
+    ).with_continuation_instruction(),
+]
+
+
+@pytest.mark.parametrize("request_", _PLAIN)
+@pytest.mark.parametrize("default_max_tokens", [None, 4096])
+async def test_a_text_only_request_is_the_json_the_sdk_would_send(
+    request_: StreamRequest, default_max_tokens: int | None
+) -> None:
+    from rxllm.providers import gemini
+
+    provider = GeminiProvider(
+        api_key="k", base_url="http://127.0.0.1:9", default_max_tokens=default_max_tokens
+    )
+    try:
+        client = provider.client()
+        body = gemini._plain_body(request_, provider.max_tokens(request_))
+        assert body is not None
+        ours = gemini._plain_request(client, request_.model, body)
+        sdk = gemini._raw_request(
+            client, request_.model, provider._contents(request_), provider._config(request_)
+        )
+        assert ours.url == sdk.url
+        assert ours.method == sdk.method
+        assert ours.headers == sdk.headers
+        assert json.dumps(ours.data, sort_keys=True) == json.dumps(sdk.data, sort_keys=True)
+    finally:
+        await provider.aclose()
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"tools": [{"name": "f", "description": "", "parameters": {"type": "object"}}]},
+        {"response_format": {"type": "object", "properties": {}}},
+        {"options": {"top_k": 3}},
+        {"messages": [Message(role="user", content=(TextPart("Look"), _PNG))]},
+    ],
+)
+def test_any_other_request_goes_through_the_sdk_conversion(fields: dict[str, Any]) -> None:
+    from rxllm.providers import gemini
+
+    if "messages" not in fields:
+        fields = {"prompt": "Hi", **fields}
+    request = StreamRequest(model=MODEL, **fields)
+    assert gemini._plain_body(request, None) is None

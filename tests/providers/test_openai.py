@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx2
+import pytest
 import pytest_asyncio
 from aiohttp import web
 
@@ -277,3 +278,91 @@ def test_close_releases_the_client_a_blocking_collect_made(emulator_thread: Emul
     provider.close()
     assert client.is_closed()
     assert not provider._clients
+
+
+# -- sending: the SDK's post, as create would ------------------------------------------------
+
+
+def _requests() -> list[StreamRequest]:
+    from rxllm.content import image
+    from rxllm.tools import Tool, ToolCall
+
+    lookup = Tool(
+        name="lookup",
+        description="Look a word up",
+        parameters={"type": "object", "properties": {"word": {"type": "string"}}},
+    )
+    call = ToolCall(id="call_1", name="lookup", arguments={"word": "x"})
+    png = image(b"\x89PNG\r\n\x1a\n" + bytes(16), media_type="image/png")
+    return [
+        StreamRequest(model="gpt-4o", prompt="Hi"),
+        StreamRequest(
+            model="o3", prompt="Hi", system="S", temperature=0.2, max_tokens=9, stop=("x",)
+        ),
+        StreamRequest(model="o3", prompt="Hi", reasoning="high"),
+        StreamRequest(
+            model="gpt-4o",
+            messages=[Message(role="user", content=("Look", png))],
+            tools=(lookup,),
+            tool_choice="lookup",
+            parallel_tool_calls=False,
+        ),
+        StreamRequest(
+            model="gpt-4o",
+            messages=[
+                Message(role="user", content="Define x"),
+                Message(role="assistant", content="", tool_calls=(call,)),
+                Message(role="tool", content="a letter", tool_call_id="call_1"),
+            ],
+            tools=(lookup,),
+        ),
+        StreamRequest(
+            model="gpt-4o",
+            prompt="JSON",
+            response_format={"type": "object", "properties": {"a": {"type": "integer"}}},
+        ),
+    ]
+
+
+@pytest.mark.parametrize("request_", _requests(), ids=lambda r: r.model)
+async def test_the_body_rxllm_posts_is_what_create_would_send(request_: StreamRequest) -> None:
+    from openai._utils import async_maybe_transform
+    from openai.types.chat import completion_create_params
+
+    provider = OpenAIProvider(api_key="k", base_url="http://127.0.0.1:9")
+    params = provider._params(provider.request(request_))
+    transformed = await async_maybe_transform(
+        params, completion_create_params.CompletionCreateParamsStreaming
+    )
+    assert transformed == params
+
+
+async def test_request_options_reach_the_request(
+    provider: OpenAIProvider, emulator: Emulator
+) -> None:
+    request = provider.request(
+        "Hi",
+        model="gpt-4o",
+        options={
+            "extra_headers": {"x-trace": "t1"},
+            "extra_query": {"q": "1"},
+            "extra_body": {"user": "u1"},
+            "timeout": 30.0,
+        },
+    )
+    assert (await provider.complete(request)).text
+    seen = emulator.requests[-1]
+    assert seen.headers["x-trace"] == "t1"
+    assert seen.body["user"] == "u1"
+    assert "extra_body" not in seen.body
+    assert "timeout" not in seen.body
+    assert seen.headers["Authorization"] == f"Bearer {EMULATOR_KEY}"
+
+
+async def test_an_unknown_option_is_refused_before_anything_is_sent(
+    provider: OpenAIProvider, emulator: Emulator
+) -> None:
+    request = provider.request("Hi", model="gpt-4o", options={"no_such_parameter": 1})
+    with pytest.raises(errors.InvalidRequestError, match="refused the request"):
+        await provider.complete(request)
+    assert emulator.requests == []
