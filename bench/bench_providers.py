@@ -13,6 +13,9 @@ For each of the four providers, over rxllm's emulator, one run measures, interle
 - ``raw``: for the HTTP providers a plain aiohttp client reading the same server-sent
   events and ``json.loads``-ing each one; for Grok the generated gRPC stub on a bare
   ``grpc.aio`` channel (protobuf decoding only).
+- ``litellm`` (only if installed by hand, never a dependency; not for Grok, which LiteLLM
+  reaches over xAI's HTTP API, not the emulator's gRPC): iterating
+  ``litellm.acompletion(..., stream=True)`` for ``openai/``, ``anthropic/``, ``gemini/``.
 
 The emulator runs in its own process (``--emulator thread`` puts it on a thread of this
 one), so the client CPU is ``time.process_time()`` of this process around one stream:
@@ -361,6 +364,82 @@ def sdk_variant(name: str, clients: Clients) -> Factory:
     return grok_run
 
 
+# LiteLLM (optional, never a dependency): its model prefix, and the path to add to the
+# emulator's base URL so that LiteLLM's own route lands on the emulator's. LiteLLM's openai
+# route is the OpenAI SDK on ``{api_base}/chat/completions``; its anthropic route appends
+# ``/v1/messages`` to a bare host; its gemini route asks ``{api_base}/models/{m}:...``.
+# No grok: LiteLLM's ``xai/`` speaks xAI's HTTP API, the emulator serves xAI's gRPC.
+LITELLM_ROUTES = {
+    "openai": ("openai", ""),
+    "anthropic": ("anthropic", ""),
+    "gemini": ("gemini", "/v1beta"),
+}
+
+
+def litellm_module() -> Any:
+    """LiteLLM if installed (``None`` if not), kept offline: no cost map or other fetch."""
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    os.environ.setdefault("LITELLM_OFFLINE_MODE", "true")
+    try:
+        import litellm
+    except ImportError:
+        return None
+    litellm.telemetry = False
+    litellm.suppress_debug_info = True  # no "Provider List: ..." on stdout
+    return litellm
+
+
+def litellm_version() -> str | None:
+    from importlib import metadata
+
+    with contextlib.suppress(metadata.PackageNotFoundError):
+        return metadata.version("litellm")
+    return None
+
+
+def litellm_variant(name: str, clients: Clients, litellm: Any) -> Factory:
+    """Iterating ``litellm.acompletion(..., stream=True)``'s chunks, as its docs show."""
+    prefix, path = LITELLM_ROUTES[name]
+    api_base = clients.urls[name] + path
+    clients.add_closer(litellm.close_litellm_async_clients)
+
+    def factory(model: str) -> Run:
+        # A real model name for LiteLLM (it looks the model up for its cost and limits);
+        # the emulator knobs go in the x-rxllm-emulator header instead.
+        model, _, knobs = model.partition("~")
+        extra: dict[str, Any] = {"extra_headers": {"x-rxllm-emulator": knobs}} if knobs else {}
+        if name == "anthropic":
+            extra["max_tokens"] = 64000  # as the SDK variant (LiteLLM's default is lower)
+
+        async def run() -> int:
+            tokens = 0
+            before = asyncio.all_tasks()
+            stream = await litellm.acompletion(
+                model=f"{prefix}/{model}",
+                messages=[{"role": "user", "content": PROMPT}],
+                stream=True,
+                stream_options={"include_usage": True},
+                api_base=api_base,
+                api_key=KEY,
+                num_retries=0,
+                **extra,
+            )
+            async for chunk in stream:
+                if chunk.choices and chunk.choices[0].delta.content:
+                    tokens += 1
+            # At the end of a stream LiteLLM schedules its success logging and cache
+            # tasks on the loop: let them finish here, so their CPU counts for LiteLLM
+            # rather than for whichever variant runs next.
+            spawned = asyncio.all_tasks() - before - {asyncio.current_task()}
+            if spawned:
+                await asyncio.wait(spawned, timeout=5)
+            return tokens
+
+        return run
+
+    return factory
+
+
 _SSE_URL = {
     "anthropic": "{base}/v1/messages",
     "openai": "{base}/chat/completions",
@@ -512,11 +591,14 @@ async def bench(args: argparse.Namespace, emulator: EmulatorHandle) -> dict[str,
     clients = Clients(emulator.urls)
     runs: dict[Key, Run] = {}
     broken: dict[str, str] = {}
+    litellm = litellm_module()
     for name in args.providers:
         try:
             factories = rxllm_variants(name, clients)
             factories["sdk"] = sdk_variant(name, clients)
             factories["raw"] = raw_variant(name, clients)
+            if litellm is not None and name in LITELLM_ROUTES:
+                factories["litellm"] = litellm_variant(name, clients, litellm)
             for variant, factory in factories.items():
                 runs[name, variant, "full"] = factory(MODELS[name])
                 runs[name, variant, "tiny"] = factory(MODELS[name] + TINY)
@@ -586,6 +668,7 @@ async def bench(args: argparse.Namespace, emulator: EmulatorHandle) -> dict[str,
         "ratios": ratios(rows),
         "emulator_speed": emulator_speed,
         "broken": broken,
+        "litellm": litellm_version() if litellm is not None else None,
         "measured_seconds": round(measured, 1),
     }
 
@@ -646,6 +729,9 @@ def ratios(rows: list[Row]) -> dict[str, dict[str, Any]]:
         subscribed = by.get((name, "rxllm.subscribe"))
         if subscribed and raw:
             entry["subscribe_vs_raw"] = subscribed.us_per_token / raw.us_per_token
+        via_litellm = by.get((name, "litellm"))
+        if via_litellm and collect:
+            entry["litellm_vs_collect"] = via_litellm.us_per_token / collect.us_per_token
         if mine and sdk:
             entry["sdk_vs_rxllm"] = sdk.us_per_token / mine.us_per_token
             if name in TARGET_SDK:
@@ -698,8 +784,8 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         "| provider | rxllm.events / raw | marginal rxllm / raw | rxllm.subscribe / raw "
         "| rxllm.collect / raw (target ≤ 0.35x) | request: collect / raw (target ≤ 1.5x) "
-        "| SDK / rxllm |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| SDK / rxllm | LiteLLM / rxllm.collect |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, entry in report["ratios"].items():
         vs_raw = _ratio(entry, "rxllm_vs_raw", "rxllm_vs_raw_met")
@@ -714,8 +800,14 @@ def markdown(report: dict[str, Any]) -> str:
         marginal = (
             f"{entry['marginal_rxllm_vs_raw']:.2f}x" if "marginal_rxllm_vs_raw" in entry else "-"
         )
+        via_litellm = (
+            f"{entry['litellm_vs_collect']:.2f}x"
+            if "litellm_vs_collect" in entry
+            else "\N{EN DASH}"
+        )
         lines.append(
-            f"| {name} | {vs_raw} | {marginal} | {subscribed} | {collect} | {request} | {vs_sdk} |"
+            f"| {name} | {vs_raw} | {marginal} | {subscribed} | {collect} | {request} "
+            f"| {vs_sdk} | {via_litellm} |"
         )
     lines += [
         "",
@@ -734,6 +826,14 @@ def markdown(report: dict[str, Any]) -> str:
             f"| {'-' if capacity is None else f'{capacity:,.0f}'} "
             f"| {entry['reader_us_per_event']:.1f} |"
         )
+    if report.get("litellm"):
+        lines += [
+            "",
+            f"litellm: {report['litellm']} (installed by hand for this run; no grok: LiteLLM "
+            "speaks xAI's HTTP API, the emulator serves xAI's gRPC).",
+        ]
+    else:
+        lines += ["", "litellm: not installed"]
     if report["broken"]:
         lines += ["", "Not benched:"]
         lines += [f"- {what}: {why}" for what, why in report["broken"].items()]
