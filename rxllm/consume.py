@@ -34,7 +34,7 @@ import asyncio
 import contextlib
 import threading
 from collections import deque
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from types import TracebackType
 from typing import Final
 
@@ -434,16 +434,35 @@ async def _gather(observable: Observable[StreamEvent]) -> list[StreamEvent]:
             with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
                 loop.call_soon_threadsafe(end, error)
 
-    subscription = observable.subscribe(
-        on_next=events.append,
-        on_error=finish,
-        on_completed=lambda: finish(None),
-    )
+    subscription = observable.subscribe(_Folder(events.append, finish))
     try:
         await ended
     finally:
         subscription.dispose()  # after the end: nothing; cancelled: closes the connection
     return events
+
+
+class _Folder(abc.ObserverBase[StreamEvent]):
+    """The observer of :func:`_gather`: ``on_next`` is the list's own ``append`` (no
+    Python call of ours per event; the subscription's auto-detaching observer around it
+    already drops what comes after the end)."""
+
+    def __init__(
+        self,
+        append: Callable[[StreamEvent], None],
+        finish: Callable[[Exception | None], None],
+    ) -> None:
+        self.on_next = append  # type: ignore[method-assign,assignment]
+        self._finish = finish
+
+    def on_next(self, value: StreamEvent) -> None:  # replaced per instance (see above)
+        raise NotImplementedError
+
+    def on_error(self, error: Exception) -> None:
+        self._finish(error)
+
+    def on_completed(self) -> None:
+        self._finish(None)
 
 
 def collect_sync(observable: Observable[StreamEvent]) -> StreamResult:

@@ -102,18 +102,14 @@ class SSEFramer:
         buffer = self._joined(chunk)
         if buffer is None:
             return []
-        end = buffer.rfind(b"\n\n")
-        stop = end + 2
-        frames = buffer.count(b"\n\n", 0, stop)
-        # Every line end is a frame's end, and every frame but the first follows one
-        # with "data: ": so every frame is exactly one "data: " line.
-        if (
-            buffer[:6] == b"data: "
-            and buffer.count(b"\n", 0, stop) == 2 * frames
-            and buffer.count(b"\n\ndata: ", 0, stop) == frames - 1
-        ):
-            self._buffer = buffer[stop:]
-            return buffer[6:end].split(b"\n\ndata: ")
+        if buffer[:6] == b"data: ":
+            end = buffer.rfind(b"\n\n")
+            datas = buffer[6:end].split(b"\n\ndata: ")
+            # Those cuts and the last frame's end hold two line ends each: if that is all
+            # the line ends there are, every frame was one "data: " line.
+            if buffer.count(b"\n", 0, end + 2) == 2 * len(datas):
+                self._buffer = buffer[end + 2 :]
+                return datas
         return [data for _, data in self._frames(buffer)]
 
     def _joined(self, chunk: bytes) -> bytes | None:

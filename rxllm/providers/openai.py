@@ -294,9 +294,6 @@ class OpenAIProvider(Provider[openai.AsyncOpenAI]):
                     add = batch.append
                     try:
                         for data in framer.feed_data(read):
-                            if data[:6] == b"[DONE]":
-                                done = True
-                                break
                             try:  # the plain text chunk, typed (see _typed)
                                 text = openai_chunk(data)
                             except TypedError:
@@ -304,6 +301,9 @@ class OpenAIProvider(Provider[openai.AsyncOpenAI]):
                             if text is not None:
                                 add(TokenEvent(text))
                                 continue
+                            if data[:6] == b"[DONE]":  # not JSON: the typed reading declined
+                                done = True
+                                break
                             chunk = loads(data)
                             choices = chunk.get("choices")
                             if choices:
