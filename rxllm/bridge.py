@@ -364,8 +364,16 @@ def subscriber(
                         if disposed:
                             return
                         continue
+                    if demand is None:  # nothing to wait for between two events
+                        for one in item:
+                            on_next(one)
+                            if disposed or stopped is not None:
+                                break
+                        if disposed:
+                            return
+                        continue
                     for one in item:
-                        if demand is not None and not demand.is_open:
+                        if not demand.is_open:
                             pulling = True
                             try:
                                 await demand.wait()

@@ -13,6 +13,10 @@ the provider acts on); anything else, an unexpected type included
 ``json.loads`` reading as before, so a new field or a new shape never breaks a stream.
 Fields rxllm only needs to see the *presence* of are kept as ``msgspec.Raw`` (not
 decoded); ``NULL`` is their default and what a JSON ``null`` decodes to.
+
+The structs are ``gc=False`` (untracked by the garbage collector: cheaper to make and
+free, ~0.07 µs a chunk): they hold strings, numbers, raw JSON and one another, never a
+cycle.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ TypedError = msgspec.MsgspecError
 general way."""
 
 
-class _OpenAITextDelta(msgspec.Struct, forbid_unknown_fields=True):
+class _OpenAITextDelta(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     # Only text: a field rxllm acts on (tool_calls, reasoning, refusal) must be absent or
     # null, and a field it does not know fails the decoding (read in full, then).
     content: str = ""
@@ -47,12 +51,12 @@ class _OpenAITextDelta(msgspec.Struct, forbid_unknown_fields=True):
     refusal: None = None
 
 
-class _OpenAITextChoice(msgspec.Struct):
+class _OpenAITextChoice(msgspec.Struct, gc=False):
     delta: _OpenAITextDelta
     finish_reason: None = None
 
 
-class OpenAITextChunk(msgspec.Struct):
+class OpenAITextChunk(msgspec.Struct, gc=False):
     """A Chat Completions chunk that is one piece of text and nothing else: one choice,
     no finish reason, no usage, no error. The schema does the checks, in C; any other
     chunk fails to decode (``msgspec.ValidationError``)."""
@@ -71,13 +75,13 @@ def openai_chunk(data: bytes) -> str | None:
     return _OPENAI(data).choices[0].delta.content or None
 
 
-class _AnthropicDelta(msgspec.Struct):
+class _AnthropicDelta(msgspec.Struct, gc=False):
     type: str
     text: str | None = None
     thinking: str | None = None
 
 
-class AnthropicDelta(msgspec.Struct):
+class AnthropicDelta(msgspec.Struct, gc=False):
     """A ``content_block_delta`` event, as far as its text or thinking goes."""
 
     delta: _AnthropicDelta
@@ -97,22 +101,22 @@ def anthropic_delta(data: bytes) -> tuple[bool, str] | None:
     return None
 
 
-class _GeminiPart(msgspec.Struct):
+class _GeminiPart(msgspec.Struct, gc=False):
     text: str | None = None
     thought: bool | None = None
     functionCall: msgspec.Raw = NULL
 
 
-class _GeminiContent(msgspec.Struct):
+class _GeminiContent(msgspec.Struct, gc=False):
     parts: list[_GeminiPart] = []
 
 
-class _GeminiCandidate(msgspec.Struct):
+class _GeminiCandidate(msgspec.Struct, gc=False):
     content: _GeminiContent | None = None
     finishReason: msgspec.Raw = NULL
 
 
-class GeminiChunk(msgspec.Struct):
+class GeminiChunk(msgspec.Struct, gc=False):
     """A ``GenerateContentResponse`` event, as far as its text goes."""
 
     candidates: list[_GeminiCandidate] = []

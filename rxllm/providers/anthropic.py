@@ -176,6 +176,7 @@ class AnthropicProvider(Provider[anthropic.AsyncAnthropic]):
     """
 
     spec = vendor("anthropic")
+    prices_done: ClassVar[bool] = True
     continues_prefill: ClassVar[bool] = True  # Anthropic continues a trailing assistant turn
     content_parts: ClassVar[frozenset[str]] = frozenset(
         {"image", "image_url", "document", "document_url"}
@@ -283,7 +284,8 @@ class AnthropicProvider(Provider[anthropic.AsyncAnthropic]):
                         yield batch
             if not state.stopped:
                 raise scope.incomplete(f"its message_stop event (after {state.where()})")
-            yield [state.done(self.name, request)]  # in the scope: its fields came from the wire
+            # In the scope: its fields came from the wire.
+            yield [self._priced(state.done(self.name, request), request)]
 
     def _read(
         self,

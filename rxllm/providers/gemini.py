@@ -220,6 +220,7 @@ class GeminiProvider(Provider[genai.Client]):
     """
 
     spec = vendor("gemini")
+    prices_done: ClassVar[bool] = True
     content_parts: ClassVar[frozenset[str]] = frozenset({"image", "document"})
 
     @property
@@ -485,15 +486,14 @@ class GeminiProvider(Provider[genai.Client]):
                 reason = _FINISH.get(finish, FinishReason.STOP)
             else:
                 reason = FinishReason.CONTENT_FILTER
-            yield [
-                DoneEvent(
-                    usage=_usage(usage),
-                    finish_reason=reason,
-                    model=model_version or request.model,
-                    provider=self.name,
-                    details=details,
-                )
-            ]
+            done = DoneEvent(
+                usage=_usage(usage),
+                finish_reason=reason,
+                model=model_version or request.model,
+                provider=self.name,
+                details=details,
+            )
+            yield [self._priced(done, request)]
 
 
 # -- tools, content parts ----------------------------------------------------------------

@@ -91,7 +91,7 @@ import ipaddress
 import json
 import re
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, ClassVar
 
 import grpc
 from google.rpc import error_details_pb2, status_pb2
@@ -218,6 +218,7 @@ class GrokProvider(Provider[_Client]):
     """
 
     spec = vendor("grok")
+    prices_done: ClassVar[bool] = True
     content_parts = frozenset({"image", "image_url"})
 
     def _make_client(self) -> _Client:
@@ -386,7 +387,7 @@ class GrokProvider(Provider[_Client]):
                 client.streams.release()
             if last is None or finish == 0:
                 raise scope.incomplete("a finish reason")
-            yield [_done(last, finish, model, self.name)]
+            yield [self._priced(_done(last, finish, model, self.name), request)]
 
 
 class _Calls:

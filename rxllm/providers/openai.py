@@ -197,6 +197,7 @@ class OpenAIProvider(Provider[openai.AsyncOpenAI]):
     """
 
     spec = vendor("openai")
+    prices_done: ClassVar[bool] = True
     content_parts: ClassVar[frozenset[str]] = frozenset({"image", "image_url", "document"})
 
     def _make_client(self) -> openai.AsyncOpenAI:
@@ -356,7 +357,8 @@ class OpenAIProvider(Provider[openai.AsyncOpenAI]):
             if not done or finish is None:
                 raise scope.incomplete("[DONE]" if finish is not None else "a finish_reason chunk")
             # In the scope: the usage and finish reason came from the wire.
-            yield [_done(finish, usage, served_model, completion_id, refused, self.name)]
+            done_event = _done(finish, usage, served_model, completion_id, refused, self.name)
+            yield [self._priced(done_event, request)]
 
 
 def _tool(name: str, description: str, parameters: Mapping[str, Any]) -> dict[str, Any]:
