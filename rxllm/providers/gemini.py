@@ -98,6 +98,7 @@ from typing import Any, ClassVar, TypeVar
 import aiohttp
 import certifi
 import msgspec
+import yarl
 from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
@@ -146,6 +147,7 @@ except ImportError:  # pragma: no cover - depends on the SDK version
 __all__ = ["GeminiProvider"]
 
 _API_VERSION = "v1beta"
+_API_URL = "https://generativelanguage.googleapis.com/"  # google-genai's default
 
 # Thinking budgets (tokens) by effort; True leaves the budget to the model ("dynamic").
 _THINKING_BUDGET = {"low": 1024, "medium": 8192, "high": 24576}
@@ -235,10 +237,13 @@ class GeminiProvider(Provider[genai.Client]):
         # (deprecated by aiohttp, with a warning) that we could not close per loop.
         # A pool of max_connections: more requests queue in aiohttp for a free connection,
         # and the trace pauses their read deadline meanwhile (a wait for a slot is no read).
+        # The proxy from the environment (HTTPS_PROXY, NO_PROXY...), looked up once here:
+        # trust_env=True would look it up (and read ~/.netrc) on two threads per request,
+        # ~0.6 ms of CPU a request, half of a short request's cost.
         session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=self.max_connections),
-            trust_env=True,
             trace_configs=[_pool_wait_trace()],
+            **_env_proxy(self.base_url or os.environ.get("GOOGLE_GEMINI_BASE_URL") or _API_URL),
         )
         # One TLS context for every client: the SDK otherwise loads the CA bundle into three
         # new ones per client (~0.15-0.4 s, paid before the first request of each loop).
@@ -656,6 +661,16 @@ def _pool_wait_trace() -> aiohttp.TraceConfig:
     trace.on_connection_queued_start.append(_queued)
     trace.on_connection_queued_end.append(_dequeued)
     return trace
+
+
+def _env_proxy(url: str) -> dict[str, Any]:
+    """The ``proxy``/``proxy_auth`` of a session for ``url``, from the environment as
+    aiohttp's ``trust_env`` reads it (``*_PROXY``, ``NO_PROXY``); nothing when none applies."""
+    try:
+        proxy, auth = aiohttp.helpers.get_env_proxy_for_url(yarl.URL(url))
+    except LookupError:
+        return {}
+    return {"proxy": proxy, "proxy_auth": auth}
 
 
 @functools.cache

@@ -388,3 +388,33 @@ def test_any_other_request_goes_through_the_sdk_conversion(fields: dict[str, Any
         fields = {"prompt": "Hi", **fields}
     request = StreamRequest(model=MODEL, **fields)
     assert gemini._plain_body(request, None) is None
+
+
+# -- the proxy from the environment, looked up once per client ----------------------------
+
+
+async def test_the_proxy_from_the_environment_carries_the_request(
+    emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A host that does not resolve, reached only through the "proxy" (the emulator, which
+    # serves a plain-HTTP proxy's absolute-form request like any other).
+    served = urllib.parse.urlsplit(emulator.base_url("gemini"))
+    monkeypatch.setenv("HTTP_PROXY", f"http://{served.netloc}")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    provider = GeminiProvider(api_key=EMULATOR_KEY, base_url=f"http://gemini.invalid{served.path}")
+    try:
+        result = await provider.complete("Hi", model=MODEL, max_tokens=20)
+    finally:
+        await provider.aclose()
+    assert result.text
+    assert emulator.requests[-1].headers["Host"] == "gemini.invalid"
+
+
+async def test_no_proxy_for_a_host_it_excludes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setenv("NO_PROXY", "gemini.invalid")
+    from rxllm.providers import gemini
+
+    assert gemini._env_proxy("http://gemini.invalid/") == {}
+    assert gemini._env_proxy("http://elsewhere.invalid/")["proxy"].port == 9
