@@ -95,7 +95,7 @@ from ..request import Message, StreamRequest
 from ..tools import complete_call
 from ..vendors import vendor
 from ._common import ErrorRules, ErrorScope, retry_after_from_headers, transport_failure
-from ._post import StreamingPost
+from ._post import StreamingPost, body_reads
 from ._sse import Event, SSEFramer
 from ._typed import TypedError, anthropic_delta
 
@@ -272,7 +272,7 @@ class AnthropicProvider(Provider[anthropic.AsyncAnthropic]):
                 # rxllm's own framing, per network read; the event name picks the
                 # event before any JSON, and most events are never decoded.
                 framer = SSEFramer()
-                async for read in http.aiter_bytes():
+                async for read in body_reads(http):
                     batch: list[StreamEvent] = []  # this read's events
                     try:
                         self._read(framer.feed(read), state, batch, scope)

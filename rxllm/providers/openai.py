@@ -79,7 +79,6 @@ from typing import Any, ClassVar
 
 import httpx2
 import openai
-from openai._streaming_cleanup import drain_response_async
 
 from .. import errors
 from ..content import DocumentPart, ImagePart, Part, TextPart
@@ -96,7 +95,7 @@ from ..provider import Provider
 from ..request import Message, StreamRequest
 from ..vendors import vendor
 from ._common import ErrorRules, ErrorScope, retry_after_from_headers, transport_failure
-from ._post import StreamingPost
+from ._post import StreamingPost, body_reads, drain
 from ._sse import SSEFramer
 from ._typed import TypedError, openai_chunk
 
@@ -290,7 +289,8 @@ class OpenAIProvider(Provider[openai.AsyncOpenAI]):
                 calls: _Calls | None = None
                 loads = json.loads
                 framer = SSEFramer()
-                async for read in http.aiter_bytes():
+                reads = body_reads(http)
+                async for read in reads:
                     batch: list[StreamEvent] = []  # this read's events
                     add = batch.append
                     try:
@@ -351,9 +351,7 @@ class OpenAIProvider(Provider[openai.AsyncOpenAI]):
                     if done:
                         break
                 if done and http.http_version == "HTTP/1.1":
-                    # Read the rest (the chunked terminator) so the connection goes back
-                    # to the pool instead of being closed, as the SDK's own stream does.
-                    await drain_response_async(http)
+                    await drain(reads)  # the chunked terminator: the connection is reused
             if not done or finish is None:
                 raise scope.incomplete("[DONE]" if finish is not None else "a finish_reason chunk")
             # In the scope: the usage and finish reason came from the wire.

@@ -16,7 +16,7 @@ from rxllm.events import DoneEvent, FinishReason, ReasoningEvent, TokenEvent
 from rxllm.providers.openai import OpenAIProvider
 from rxllm.request import Message, StreamRequest
 from rxllm.testing import EMULATOR_KEY
-from tests.providers.support import collect, done_of, run, text_of
+from tests.providers.support import collect, done_of, run, serve, sse_replay, text_of
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "openai"
 MULTIBYTE = "Grüße aus Zürich — 日本語のテキスト, 한국어 and 🚀👋🏽 façade."
@@ -366,3 +366,58 @@ async def test_an_unknown_option_is_refused_before_anything_is_sent(
     with pytest.raises(errors.InvalidRequestError, match="refused the request"):
         await provider.complete(request)
     assert emulator.requests == []
+
+
+async def test_one_connection_serves_requests_one_after_another() -> None:
+    """After [DONE] the rest of the body (the chunked terminator) is read, so the connection
+    goes back to the pool: three replies in a row arrive on one connection."""
+
+    replay = sse_replay((FIXTURES / "openai_text.sse").read_bytes())
+    peers: list[object] = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        peers.append(request.transport.get_extra_info("peername") if request.transport else None)
+        return await replay(request)
+
+    runner, url = await serve("/chat/completions", handler)
+    provider = OpenAIProvider(api_key="sk-test", base_url=url)
+    try:
+        for _ in range(3):
+            assert (await provider.complete("Hi", model="gpt-4o")).text
+    finally:
+        await provider.aclose()
+        await runner.cleanup()
+    assert len(peers) == 3
+    assert len(set(peers)) == 1
+
+
+async def test_a_compressed_event_stream_is_decoded() -> None:
+    """A body with a Content-Encoding is read through the decoder (a plain one is not)."""
+    import gzip
+
+    body = (FIXTURES / "openai_text.sse").read_bytes()
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        response = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Content-Encoding": "gzip"}
+        )
+        await response.prepare(request)
+        await response.write(gzip.compress(body))
+        await response.write_eof()
+        return response
+
+    runner, url = await serve("/chat/completions", handler)
+    plain_runner, plain_url = await serve("/chat/completions", sse_replay(body))
+    compressed = OpenAIProvider(api_key="sk-test", base_url=url)
+    plain = OpenAIProvider(api_key="sk-test", base_url=plain_url)
+    try:
+        got = await compressed.complete("Hi", model="gpt-4o")
+        expected = await plain.complete("Hi", model="gpt-4o")
+    finally:
+        await compressed.aclose()
+        await plain.aclose()
+        await runner.cleanup()
+        await plain_runner.cleanup()
+    assert got.text
+    assert got.text == expected.text
