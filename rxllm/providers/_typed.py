@@ -30,6 +30,7 @@ __all__ = [
     "decode_raw",
     "gemini_chunk",
     "openai_chunk",
+    "openai_text_chunk",
 ]
 
 NULL = msgspec.Raw(b"null")
@@ -66,13 +67,16 @@ class OpenAITextChunk(msgspec.Struct, gc=False):
     error: None = None
 
 
-_OPENAI = msgspec.json.Decoder(OpenAITextChunk).decode
+openai_text_chunk = msgspec.json.Decoder(OpenAITextChunk).decode
+"""Decode a chunk that is only text (:data:`TypedError` for any other): its text is
+``.choices[0].delta.content`` (empty: read the chunk in full). The provider calls it
+inline, as :func:`openai_chunk` shows."""
 
 
 def openai_chunk(data: bytes) -> str | None:
     """The chunk's text when it is only text (else ``None`` or :data:`TypedError`: read it
     in full)."""
-    return _OPENAI(data).choices[0].delta.content or None
+    return openai_text_chunk(data).choices[0].delta.content or None
 
 
 class _AnthropicDelta(msgspec.Struct, gc=False):

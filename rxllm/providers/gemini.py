@@ -27,8 +27,9 @@ What this module does about the SDK's behaviour, and why:
   ``GenerateContentResponse`` per chunk, plus its continuation bookkeeping. The SDK has
   no public raw-stream access (``should_return_http_response`` is refused for streams),
   so by default the provider uses the SDK's internal request pipeline: the SDK builds
-  and validates the request (``_GenerateContentParameters_to_mldev``), authenticates and
-  sends it (``BaseApiClient._build_request`` / ``_async_request``, which raise the SDK's
+  and validates the request (``_GenerateContentParameters_to_mldev``; a text-only
+  request's JSON rxllm builds itself, equal to the SDK's), authenticates and
+  sends it (``BaseApiClient._build_request`` / ``_async_request_once``, which raise the SDK's
   typed ``ClientError``/``ServerError`` for error statuses); the open response's body
   (``HttpResponse.response_stream``) is framed in bytes per network read by
   :mod:`rxllm.providers._sse` (the SDK's line reader awaits once per line) and each
@@ -88,6 +89,7 @@ import binascii
 import contextlib
 import contextvars
 import functools
+import inspect
 import json
 import os
 import re
@@ -138,8 +140,11 @@ try:  # the SDK's private request pipeline (see the module docstring)
             hasattr(_genai_common, "encode_unserializable_types"),
             hasattr(_genai_transformers, "t_model"),
             hasattr(_BaseApiClient, "_build_request"),
-            hasattr(_BaseApiClient, "_async_request"),
+            hasattr(_BaseApiClient, "_async_request_once"),
         )
+    )
+    _RAW_STREAM_AVAILABLE = _RAW_STREAM_AVAILABLE and "implicit_retry" in (
+        inspect.signature(_BaseApiClient._async_request_once).parameters
     )
 except ImportError:  # pragma: no cover - depends on the SDK version
     _RAW_STREAM_AVAILABLE = False
@@ -380,13 +385,9 @@ class GeminiProvider(Provider[genai.Client]):
                     if self.raw_stream:
                         if plain is not None:
                             http_request = _plain_request(client, request.model, plain)
-                            http_options = None
                         else:
                             http_request = _raw_request(client, request.model, contents, config)
-                            http_options = config.http_options
-                        raw = await _unqueued(
-                            _send_raw(client, http_request, http_options), deadline, timeout
-                        )
+                        raw = await _unqueued(_send_raw(client, http_request), deadline, timeout)
                         lines = _body_reads(raw)
                         scope.reading = True
                         scope.expect_event_stream(_content_type(raw.headers))
@@ -756,13 +757,13 @@ def _plain_request(client: genai.Client, model: str, body: dict[str, Any]) -> An
     return http_request
 
 
-async def _send_raw(
-    client: genai.Client, http_request: Any, http_options: types.HttpOptions | None
-) -> _HttpResponse:
-    """Send it through the SDK (no retries, as configured): the SDK raises its typed
-    ``ClientError``/``ServerError`` for an error status and returns the open response."""
-    response: _HttpResponse = await client._api_client._async_request(
-        http_request=http_request, http_options=http_options, stream=True
+async def _send_raw(client: genai.Client, http_request: Any) -> _HttpResponse:
+    """Send it through the SDK, once: the SDK raises its typed ``ClientError`` /
+    ``ServerError`` for an error status and returns the open response. Its
+    ``_async_request`` is this in a tenacity retry loop of one attempt (retries are
+    rxllm's, not hidden in the SDK), ~0.13 ms a request for nothing."""
+    response: _HttpResponse = await client._api_client._async_request_once(
+        http_request, stream=True, implicit_retry=False
     )
     return response
 

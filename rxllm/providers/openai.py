@@ -97,7 +97,7 @@ from ..vendors import vendor
 from ._common import ErrorRules, ErrorScope, retry_after_from_headers, transport_failure
 from ._post import StreamingPost, body_reads, drain
 from ._sse import SSEFramer
-from ._typed import TypedError, openai_chunk
+from ._typed import TypedError, openai_text_chunk
 
 __all__ = ["OpenAIProvider"]
 
@@ -288,6 +288,7 @@ class OpenAIProvider(Provider[openai.AsyncOpenAI]):
                 done = False
                 calls: _Calls | None = None
                 loads = json.loads
+                text_chunk = openai_text_chunk
                 framer = SSEFramer()
                 reads = body_reads(http)
                 async for read in reads:
@@ -295,11 +296,11 @@ class OpenAIProvider(Provider[openai.AsyncOpenAI]):
                     add = batch.append
                     try:
                         for data in framer.feed_data(read):
-                            try:  # the plain text chunk, typed (see _typed)
-                                text = openai_chunk(data)
+                            try:  # the plain text chunk, typed (see _typed.openai_chunk)
+                                text = text_chunk(data).choices[0].delta.content
                             except TypedError:
-                                text = None
-                            if text is not None:
+                                text = ""
+                            if text:
                                 add(TokenEvent(text))
                                 continue
                             if data[:6] == b"[DONE]":  # not JSON: the typed reading declined
