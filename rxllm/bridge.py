@@ -297,8 +297,9 @@ def subscriber(
     factory: Callable[[], AsyncIterator[Any]], *, batched: bool
 ) -> Callable[[abc.ObserverBase[Any], abc.SchedulerBase | None], abc.DisposableBase]:
     """The subscribe function of :func:`from_async_iterable` (``batched=False``) or
-    :func:`from_async_batches`: for an ``Observable`` subclass's ``_subscribe_core``,
-    which needs no second observer wrapped around the first."""
+    :func:`from_async_batches`, for an ``Observable`` subclass to pass to
+    ``Observable.__init__`` (no inner Observable: no second observer wrapped around the
+    subscriber's, as ``LLMStream`` does)."""
 
     def subscribe(
         observer: abc.ObserverBase[Any], scheduler: abc.SchedulerBase | None = None

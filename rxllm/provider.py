@@ -15,7 +15,9 @@ there, declared once), and implements
   per network read (what the built-in providers do: the stream's consumers then
   pay their await per read, not per event). A batch is never empty; events a
   read completed before an error are yielded before it is raised; the
-  ``DoneEvent`` is the last event of the last batch.
+  ``DoneEvent`` is the last event of the last batch. A provider that fills in
+  its done event's cost itself (``self._priced(done, request)``) says so with
+  ``prices_done = True``, and its batches reach the stream with nothing between.
 
 Everything else (validation, cost from the catalog, the cold Observable,
 ``generate``) lives here once.
@@ -87,7 +89,7 @@ class Provider(abc.ABC, Generic[_Client]):
     """Whether the provider's ``_batches`` fills in its ``DoneEvent``'s cost itself
     (``self._priced(done, request)``). Otherwise every batch passes through one more
     generator that does it, and on a stream of one message per read (gRPC) each wait
-    for the network travels through that generator too: ~4 % of Grok's CPU a token."""
+    for the network travels through that generator too."""
     content_parts: ClassVar[frozenset[str]] = frozenset()
     """The message parts beyond text the vendor takes: ``"image"`` (bytes),
     ``"image_url"``, ``"document"`` (PDF bytes), ``"document_url"``. Any other part
