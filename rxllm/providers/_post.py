@@ -75,9 +75,9 @@ class StreamingPost:
         body = {k: v for k, v in params.items() if k in self._body}
         options = dict(self._options)
         for key, option in _REQUEST_OPTIONS.items():
-            value = params.get(key)
-            if value is not None:
-                options[option] = value
+            # As make_request_options: a None is no option, but timeout=None is "none".
+            if key in params and (params[key] is not None or key == "timeout"):
+                options[option] = params[key]
         return body, options
 
     @contextlib.asynccontextmanager
