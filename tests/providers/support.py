@@ -10,7 +10,7 @@ from typing import Any, TypeAlias, TypeVar
 from aiohttp import web
 from reactivex import Observable
 
-from rxllm.events import DoneEvent, StreamEvent, TokenEvent
+from rxllm.events import DoneEvent, StreamEvent, TokenEvent, ToolCallDeltaEvent, ToolCallEvent
 from rxllm.provider import Provider
 from rxllm.request import StreamRequest
 
@@ -65,6 +65,17 @@ Handler: TypeAlias = Callable[[web.Request], Awaitable[web.StreamResponse]]
 def of_type(events: list[StreamEvent], kind: type[_T]) -> list[_T]:
     """The events of one kind, in order (``of_type(events, ToolCallEvent)``)."""
     return [e for e in events if isinstance(e, kind)]
+
+
+def calls_of(events: list[StreamEvent]) -> list[ToolCallEvent]:
+    """The complete tool calls, in order."""
+    return of_type(events, ToolCallEvent)
+
+
+def deltas_of(events: list[StreamEvent], index: int | None = None) -> list[ToolCallDeltaEvent]:
+    """The tool-call fragments, in order (of the call ``index`` only, when given)."""
+    deltas = of_type(events, ToolCallDeltaEvent)
+    return deltas if index is None else [d for d in deltas if d.index == index]
 
 
 async def serve(route: str, handler: Handler) -> tuple[web.AppRunner, str]:

@@ -31,7 +31,7 @@ from rxllm.structured import ResponseFormat
 from rxllm.testing import EMULATOR_KEY
 from rxllm.tools import Tool, ToolCall
 
-from .support import done_of, run, serve, sse_replay, text_of
+from .support import calls_of, deltas_of, done_of, run, serve, sse_replay, text_of
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "anthropic"
 MODEL = "claude-haiku-4-5"
@@ -63,14 +63,6 @@ async def claude(emulator: Emulator) -> AsyncIterator[AnthropicProvider]:
     await provider.aclose()
 
 
-def deltas(events: list[StreamEvent], index: int) -> list[ToolCallDeltaEvent]:
-    return [e for e in events if isinstance(e, ToolCallDeltaEvent) and e.index == index]
-
-
-def calls(events: list[StreamEvent]) -> list[ToolCallEvent]:
-    return [e for e in events if isinstance(e, ToolCallEvent)]
-
-
 # -- 1. a streamed call -------------------------------------------------------------------------
 
 
@@ -79,8 +71,8 @@ async def test_a_streamed_call_concatenates_to_its_arguments_and_completes(
 ) -> None:
     events, error = await run(claude, "Weather in Oslo?", model=MODEL, tools=[WEATHER])
     assert error is None
-    (call,) = calls(events)
-    pieces = deltas(events, 0)
+    (call,) = calls_of(events)
+    pieces = deltas_of(events, 0)
     assert pieces[0].id == call.id
     assert pieces[0].name == "get_weather"
     assert all(p.id is None and p.name is None for p in pieces[1:])
@@ -131,14 +123,14 @@ async def test_the_real_tool_use_capture_gives_its_call() -> None:
     events, error = await _capture("anthropic_tool_use.sse", WEATHER)
     assert error is None
     assert text_of(events) == "Okay, let's check the weather for San Francisco, CA:"
-    (call,) = calls(events)
+    (call,) = calls_of(events)
     assert call == ToolCallEvent(
         id="toolu_01T1x1fJ34qAmk2tNTrN7Up6",
         name="get_weather",
         arguments={"location": "San Francisco, CA", "unit": "fahrenheit"},
         index=0,
     )
-    assert "".join(d.arguments for d in deltas(events, 0)) == (
+    assert "".join(d.arguments for d in deltas_of(events, 0)) == (
         '{"location": "San Francisco, CA", "unit": "fahrenheit"}'
     )
     end = done_of(events)
@@ -150,7 +142,7 @@ async def test_the_real_truncated_capture_is_length_with_the_incomplete_call() -
     make_file = Tool("make_file", "", {"type": "object", "properties": {}})
     events, error = await _capture("anthropic_tool_use_truncated.sse", make_file)
     assert error is None
-    assert calls(events) == []  # max_tokens cut the arguments: no complete call
+    assert calls_of(events) == []  # max_tokens cut the arguments: no complete call
     end = done_of(events)
     assert end.finish_reason is FinishReason.LENGTH
     (cut,) = end.details["incomplete_tool_calls"]
@@ -331,7 +323,7 @@ async def test_a_server_tool_is_reported_server_side_and_not_as_deltas() -> None
         await runner.cleanup()
     assert error is None
     assert not [e for e in events if isinstance(e, ToolCallDeltaEvent)]
-    assert calls(events) == [
+    assert calls_of(events) == [
         ToolCallEvent(
             id="srvtoolu_014hJH82Qum7Td6UV8gDXThB",
             name="web_search",
@@ -412,15 +404,16 @@ async def test_parallel_calls_keep_distinct_ids_and_indexes(claude: AnthropicPro
         claude, "Both?", model=with_knobs(MODEL, tool_calls=2), tools=[WEATHER, TIME]
     )
     assert error is None
-    first, second = calls(events)
+    first, second = calls_of(events)
     assert (first.index, second.index) == (0, 1)
     assert (first.name, second.name) == ("get_weather", "get_time")
     assert first.id != second.id
-    assert deltas(events, 0)[0].id == first.id
-    assert deltas(events, 1)[0].id == second.id
+    assert deltas_of(events, 0)[0].id == first.id
+    assert deltas_of(events, 1)[0].id == second.id
     for call in (first, second):
         assert (
-            json.loads("".join(d.arguments for d in deltas(events, call.index))) == call.arguments
+            json.loads("".join(d.arguments for d in deltas_of(events, call.index)))
+            == call.arguments
         )
     assert done_of(events).finish_reason is FinishReason.TOOL_CALLS
 
@@ -456,7 +449,7 @@ async def test_tool_choice_reaches_the_wire_in_anthropics_shape(
     )
     assert error is None
     assert emulator.requests[-1].body["tool_choice"] == wire
-    made = [c.name for c in calls(events)]
+    made = [c.name for c in calls_of(events)]
     if choice == "none":
         assert made == []
         assert done_of(events).finish_reason is FinishReason.STOP
@@ -586,8 +579,8 @@ async def test_a_drop_inside_the_arguments_is_interrupted_without_the_call(
         claude, "Weather?", model=with_knobs(MODEL, fault="drop", after=2), tools=[WEATHER]
     )
     assert type(error) is errors.StreamInterruptedError
-    assert deltas(events, 0)  # the call had started
-    assert calls(events) == []
+    assert deltas_of(events, 0)  # the call had started
+    assert calls_of(events) == []
 
 
 async def test_arguments_that_are_not_json_name_the_tool(claude: AnthropicProvider) -> None:
@@ -597,7 +590,7 @@ async def test_arguments_that_are_not_json_name_the_tool(claude: AnthropicProvid
     assert isinstance(error, errors.ToolArgumentsError)
     assert error.tool_name == "get_weather"
     assert "get_weather" in str(error)
-    assert calls(events) == []
+    assert calls_of(events) == []
 
 
 async def test_max_tokens_inside_the_arguments_is_length_with_the_incomplete_call(
@@ -608,7 +601,7 @@ async def test_max_tokens_inside_the_arguments_is_length_with_the_incomplete_cal
         claude, "Weather?", model=with_knobs(MODEL, args=args), tools=[WEATHER], max_tokens=8
     )
     assert error is None
-    assert calls(events) == []
+    assert calls_of(events) == []
     end = done_of(events)
     assert end.finish_reason is FinishReason.LENGTH
     (cut,) = end.details["incomplete_tool_calls"]

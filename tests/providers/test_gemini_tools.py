@@ -21,9 +21,6 @@ from rxllm.events import (
     FinishReason,
     ObjectEvent,
     PartialObjectEvent,
-    StreamEvent,
-    ToolCallDeltaEvent,
-    ToolCallEvent,
 )
 from rxllm.providers.gemini import GeminiProvider
 from rxllm.request import Message, StreamRequest
@@ -31,7 +28,7 @@ from rxllm.structured import ResponseFormat
 from rxllm.testing import EMULATOR_KEY
 from rxllm.tools import Tool, ToolCall
 
-from .support import done_of, gemini_sse, run, serve, sse_replay, text_of
+from .support import calls_of, deltas_of, done_of, gemini_sse, run, serve, sse_replay, text_of
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "gemini"
 MODEL = "gemini-2.5-flash"
@@ -76,14 +73,6 @@ def _knobs(**knobs: object) -> dict[str, Any]:
     return {"options": {"http_options": {"headers": {"x-rxllm-emulator": header}}}}
 
 
-def _calls(events: list[StreamEvent]) -> list[ToolCallEvent]:
-    return [e for e in events if isinstance(e, ToolCallEvent)]
-
-
-def _deltas(events: list[StreamEvent]) -> list[ToolCallDeltaEvent]:
-    return [e for e in events if isinstance(e, ToolCallDeltaEvent)]
-
-
 # -- 1. a streamed call -------------------------------------------------------------------
 
 
@@ -92,8 +81,8 @@ async def test_a_call_streams_its_arguments_and_ends_with_tool_calls(
 ) -> None:
     events, error = await run(gemini, "Weather in Oslo?", model=MODEL, tools=[WEATHER])
     assert error is None
-    (call,) = _calls(events)
-    deltas = [d for d in _deltas(events) if d.index == 0]
+    (call,) = calls_of(events)
+    deltas = [d for d in deltas_of(events) if d.index == 0]
     assert json.loads("".join(d.arguments for d in deltas)) == call.arguments
     assert deltas[0].id == call.id
     assert deltas[0].name == "get_weather"
@@ -142,14 +131,14 @@ async def test_the_real_capture_gives_its_three_calls(capture_url: str, raw_stre
     finally:
         await provider.aclose()
     assert error is None
-    calls = _calls(events)
+    calls = calls_of(events)
     assert [(c.index, c.name, dict(c.arguments)) for c in calls] == [
         (0, "sum", {"a": 2, "b": 3}),
         (1, "sum", {"a": 4, "b": 5}),
         (2, "sum", {"a": 6, "b": 7}),
     ]
     assert [c.id for c in calls] == [f"rxllm_ZiS5ae3fFoSAkdUPnfrxqQU_{i}" for i in range(3)]
-    assert [d.arguments for d in _deltas(events)] == [
+    assert [d.arguments for d in deltas_of(events)] == [
         '{"a":2,"b":3}',
         '{"a":4,"b":5}',
         '{"a":6,"b":7}',
@@ -353,10 +342,10 @@ async def test_parallel_calls_keep_distinct_ids_and_indexes(gemini: GeminiProvid
         gemini, "Both", model=with_knobs(MODEL, tool_calls=2), tools=[WEATHER, TIME]
     )
     assert error is None
-    calls = _calls(events)
+    calls = calls_of(events)
     assert [(c.index, c.name) for c in calls] == [(0, "get_weather"), (1, "get_time")]
     assert len({c.id for c in calls}) == 2
-    assert [d.index for d in _deltas(events)] == [0, 1]
+    assert [d.index for d in deltas_of(events)] == [0, 1]
 
 
 # -- 5. tool_choice, parallel_tool_calls --------------------------------------------------
@@ -377,7 +366,7 @@ async def test_tool_choice_reaches_the_wire(
     events, error = await run(gemini, "Go", model=MODEL, tools=[WEATHER, TIME], tool_choice=choice)
     assert error is None
     assert emulator.requests[-1].body["toolConfig"] == {"functionCallingConfig": wire}
-    names = [c.name for c in _calls(events)]
+    names = [c.name for c in calls_of(events)]
     assert names == {"required": ["get_weather"], "get_time": ["get_time"], "none": []}.get(
         choice, names
     )
@@ -487,8 +476,8 @@ async def test_a_drop_inside_the_arguments_is_interrupted_without_the_call(
     knobs = _knobs(reply="Let me check.", chunk=50, fault="drop", after=2)
     events, error = await run(gemini, "Go", model=MODEL, tools=[WEATHER], **knobs)
     assert isinstance(error, errors.StreamInterruptedError)
-    assert _calls(events) == []
-    assert _deltas(events) == []
+    assert calls_of(events) == []
+    assert deltas_of(events) == []
     assert text_of(events) == "Let me check."
     # the emulator cut the calls' event inside the arguments
     assert emulator.requests[-1].events_sent == 2
@@ -503,7 +492,7 @@ async def test_arguments_that_are_not_json_raise_naming_the_tool(
     assert isinstance(error, errors.ToolArgumentsError)
     assert error.tool_name == "get_weather"
     assert "get_weather" in str(error)
-    assert _calls(events) == []
+    assert calls_of(events) == []
     if raw_stream:  # with two tools only finishMessage tells which (the SDK drops it)
         _, error = await run(gemini, "Go", model=MODEL, tools=[TIME, WEATHER], **knobs)
         assert isinstance(error, errors.ToolArgumentsError)
@@ -516,5 +505,5 @@ async def test_max_tokens_inside_a_call_ends_with_length_and_no_call(
 ) -> None:
     events, error = await run(gemini, "Go", model=MODEL, tools=[WEATHER], max_tokens=2)
     assert error is None
-    assert _calls(events) == []
+    assert calls_of(events) == []
     assert done_of(events).finish_reason is FinishReason.LENGTH

@@ -24,17 +24,14 @@ from rxllm.events import (
     FinishReason,
     ObjectEvent,
     PartialObjectEvent,
-    StreamEvent,
     TokenEvent,
-    ToolCallDeltaEvent,
-    ToolCallEvent,
 )
 from rxllm.providers.openai import OpenAIProvider
 from rxllm.request import Message, StreamRequest
 from rxllm.structured import ResponseFormat
 from rxllm.testing import EMULATOR_KEY
 from rxllm.tools import Tool, ToolCall
-from tests.providers.support import done_of, run, text_of
+from tests.providers.support import calls_of, deltas_of, done_of, run, text_of
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "openai"
 CALL_ID = re.compile(r"^call_[A-Za-z0-9]{24}$")
@@ -77,14 +74,6 @@ async def provider(emulator: Emulator) -> AsyncIterator[OpenAIProvider]:
     await p.aclose()
 
 
-def deltas(events: list[StreamEvent]) -> list[ToolCallDeltaEvent]:
-    return [e for e in events if isinstance(e, ToolCallDeltaEvent)]
-
-
-def calls(events: list[StreamEvent]) -> list[ToolCallEvent]:
-    return [e for e in events if isinstance(e, ToolCallEvent)]
-
-
 # -- 1. a streamed call ------------------------------------------------------------------------
 
 
@@ -94,14 +83,14 @@ async def test_streamed_call_deltas_concatenate_to_the_parsed_arguments(
     events, error = await run(provider, "Weather in Oslo?", model="gpt-4o", tools=[WEATHER])
 
     assert error is None
-    fragments = deltas(events)
+    fragments = deltas_of(events)
     assert len(fragments) > 2  # the arguments arrive in pieces
     assert {d.index for d in fragments} == {0}
     assert fragments[0].name == "get_weather"
     assert fragments[0].id is not None
     assert CALL_ID.match(fragments[0].id)
     assert all(d.id is None and d.name is None for d in fragments[1:])
-    (call,) = calls(events)
+    (call,) = calls_of(events)
     assert call.arguments == json.loads("".join(d.arguments for d in fragments))
     assert set(call.arguments) == {"city", "units"}
     assert (call.id, call.name, call.index) == (fragments[0].id, "get_weather", 0)
@@ -137,9 +126,9 @@ async def test_text_before_a_call_streams_as_tokens(provider: OpenAIProvider) ->
 
     assert error is None
     assert text_of(events) == "Let me check."
-    assert [c.name for c in calls(events)] == ["get_weather"]
+    assert [c.name for c in calls_of(events)] == ["get_weather"]
     last_token = max(i for i, e in enumerate(events) if isinstance(e, TokenEvent))
-    assert last_token < events.index(deltas(events)[0])
+    assert last_token < events.index(deltas_of(events)[0])
 
 
 # -- 2. the real capture, and the emulator against it ------------------------------------------
@@ -175,7 +164,7 @@ async def test_real_parallel_tool_call_capture(capture_server: str) -> None:
 
     assert error is None
     assert text_of(events) == ""
-    assert [(c.index, c.id, c.name, dict(c.arguments)) for c in calls(events)] == [
+    assert [(c.index, c.id, c.name, dict(c.arguments)) for c in calls_of(events)] == [
         (
             0,
             "call_lQnnsesjFMWMQ5IeWPHzR4th",
@@ -189,16 +178,16 @@ async def test_real_parallel_tool_call_capture(capture_server: str) -> None:
             {"ticker": "AAPL", "exchange": "NASDAQ"},
         ),
     ]
-    firsts = [d for d in deltas(events) if d.id is not None]
+    firsts = [d for d in deltas_of(events) if d.id is not None]
     assert [(d.index, d.name, d.arguments) for d in firsts] == [
         (0, "GetWeatherArgs", ""),
         (1, "get_stock_price", ""),
     ]
-    assert "".join(d.arguments for d in deltas(events) if d.index == 0) == (
+    assert "".join(d.arguments for d in deltas_of(events) if d.index == 0) == (
         '{"city": "Edinburgh", "country": "UK", "units": "c"}'
     )
     # The first call is complete when the second starts, before the stream ends.
-    assert events.index(calls(events)[0]) < events.index(firsts[1]) + 1
+    assert events.index(calls_of(events)[0]) < events.index(firsts[1]) + 1
     done = done_of(events)
     assert done.finish_reason is FinishReason.TOOL_CALLS
     assert (done.usage.prompt_tokens, done.usage.completion_tokens) == (149, 60)
@@ -368,11 +357,11 @@ async def test_parallel_calls_keep_distinct_ids_and_indexes(provider: OpenAIProv
     )
 
     assert error is None
-    made = calls(events)
+    made = calls_of(events)
     assert [(c.index, c.name) for c in made] == [(0, "get_weather"), (1, "get_stock_price")]
     assert len({c.id for c in made}) == 2
     for call in made:
-        own = [d for d in deltas(events) if d.index == call.index]
+        own = [d for d in deltas_of(events) if d.index == call.index]
         assert own[0].id == call.id
         assert json.loads("".join(d.arguments for d in own)) == call.arguments
 
@@ -398,7 +387,7 @@ async def test_tool_choice_reaches_the_wire(
 
     assert error is None
     assert emulator.requests[-1].body["tool_choice"] == wire
-    made = [c.name for c in calls(events)]
+    made = [c.name for c in calls_of(events)]
     if choice == "none":
         assert made == []
         assert text_of(events)
@@ -422,7 +411,7 @@ async def test_parallel_tool_calls_false_reaches_the_wire_and_limits_the_calls(
 
     assert error is None
     assert emulator.requests[-1].body["parallel_tool_calls"] is False
-    assert len(calls(events)) == 1
+    assert len(calls_of(events)) == 1
 
 
 async def test_no_tool_fields_without_tools(provider: OpenAIProvider, emulator: Emulator) -> None:
@@ -581,8 +570,8 @@ async def test_drop_inside_the_arguments_interrupts_without_a_call(
     )
 
     assert isinstance(error, errors.StreamInterruptedError)
-    assert len([d for d in deltas(events) if d.arguments]) == 2
-    assert calls(events) == []
+    assert len([d for d in deltas_of(events) if d.arguments]) == 2
+    assert calls_of(events) == []
     assert not any(isinstance(e, DoneEvent) for e in events)
 
 
@@ -594,7 +583,7 @@ async def test_arguments_that_are_not_json_raise_naming_the_tool(provider: OpenA
     assert isinstance(error, errors.ToolArgumentsError)
     assert error.tool_name == "get_weather"
     assert "get_weather" in str(error)
-    assert "".join(d.arguments for d in deltas(events)) == '{"city": Oslo'
+    assert "".join(d.arguments for d in deltas_of(events)) == '{"city": Oslo'
 
 
 async def test_max_tokens_inside_the_arguments_finishes_length_without_the_call(
@@ -603,12 +592,12 @@ async def test_max_tokens_inside_the_arguments_finishes_length_without_the_call(
     events, error = await run(provider, "Weather?", model="gpt-4o", tools=[WEATHER], max_tokens=3)
 
     assert error is None
-    assert calls(events) == []
+    assert calls_of(events) == []
     done = done_of(events)
     assert done.finish_reason is FinishReason.LENGTH
     (cut,) = done.details["incomplete_tool_calls"]
     assert cut["name"] == "get_weather"
-    assert cut["arguments"] == "".join(d.arguments for d in deltas(events))
+    assert cut["arguments"] == "".join(d.arguments for d in deltas_of(events))
 
 
 # -- compatible servers -------------------------------------------------------------------------
@@ -661,7 +650,7 @@ async def test_compatible_server_call_shapes_are_read_the_same_way() -> None:
 
     assert error is None
     assert text_of(events) == "On it."
-    assert [(c.index, c.id, c.name, dict(c.arguments)) for c in calls(events)] == [
+    assert [(c.index, c.id, c.name, dict(c.arguments)) for c in calls_of(events)] == [
         (0, "call_x", "get_weather", {"city": "Oslo", "units": "c"}),
         (1, "call_y", "get_stock_price", {"ticker": "AAPL", "exchange": "X"}),
     ]

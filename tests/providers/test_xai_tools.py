@@ -25,15 +25,13 @@ from rxllm.events import (
     ObjectEvent,
     PartialObjectEvent,
     StreamEvent,
-    ToolCallDeltaEvent,
-    ToolCallEvent,
 )
 from rxllm.providers.grok import GrokProvider
 from rxllm.request import Message, StreamRequest
 from rxllm.testing import EMULATOR_KEY
 from rxllm.tools import Tool
 from tests.fixtures.xai.replay import ReplayServer, chunks
-from tests.providers.support import done_of, run, text_of
+from tests.providers.support import calls_of, deltas_of, done_of, run, text_of
 
 WEATHER = Tool(
     "get_weather",
@@ -59,14 +57,6 @@ async def provider(emulator: Emulator) -> AsyncIterator[GrokProvider]:
     p = GrokProvider(api_key=EMULATOR_KEY, base_url=emulator.xai_address)
     yield p
     await p.aclose()
-
-
-def calls_of(events: list[StreamEvent]) -> list[ToolCallEvent]:
-    return [e for e in events if isinstance(e, ToolCallEvent)]
-
-
-def deltas_of(events: list[StreamEvent]) -> list[ToolCallDeltaEvent]:
-    return [e for e in events if isinstance(e, ToolCallDeltaEvent)]
 
 
 # 1. a streamed call -------------------------------------------------------------------------
