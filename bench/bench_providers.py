@@ -255,6 +255,27 @@ def rxllm_variants(name: str, clients: Clients) -> dict[str, Factory]:
     return out
 
 
+def gemini_sdk_client(url: str, key: str, add_closer: Callable[[Any], Any]) -> Any:
+    """A google-genai client on its own aiohttp session (no retries), closed by ``add_closer``."""
+    from google import genai
+    from google.genai import types
+
+    session = aiohttp.ClientSession()
+    client = genai.Client(
+        api_key=key,
+        vertexai=False,
+        http_options=types.HttpOptions(
+            base_url=url,
+            api_version="v1beta",
+            retry_options=types.HttpRetryOptions(attempts=1),
+            aiohttp_client=session,
+        ),
+    )
+    add_closer(session.close)
+    add_closer(client.aio.aclose)
+    return client
+
+
 def sdk_variant(name: str, clients: Clients) -> Factory:
     """Iterating the official SDK's own stream, as its documentation shows."""
     urls = clients.urls
@@ -305,22 +326,7 @@ def sdk_variant(name: str, clients: Clients) -> Factory:
 
         return openai_run
     if name == "gemini":
-        from google import genai
-        from google.genai import types
-
-        session = aiohttp.ClientSession()
-        g_client = genai.Client(
-            api_key=KEY,
-            vertexai=False,
-            http_options=types.HttpOptions(
-                base_url=urls["gemini"],
-                api_version="v1beta",
-                retry_options=types.HttpRetryOptions(attempts=1),
-                aiohttp_client=session,
-            ),
-        )
-        clients.add_closer(session.close)
-        clients.add_closer(g_client.aio.aclose)
+        g_client = gemini_sdk_client(urls["gemini"], KEY, clients.add_closer)
 
         def gemini_run(model: str) -> Run:
             async def run() -> int:

@@ -24,10 +24,10 @@ request with a one-word reply (``~words=1``), read to the end, sent each of thes
     ``sdk.post/aiohttp`` (``sdk.post`` on ``http_client=DefaultAioHttpClient()``);
   - gemini: ``sdk.create`` (``generate_content_stream``), ``sdk.rxllm`` (the provider's
     path for a request that is not text-only: ``_GenerateContentParameters_to_mldev`` +
-    ``_build_request`` + ``_async_request``), ``sdk.convert+once`` (the same request, sent by
-    ``_async_request_once``: no tenacity), ``sdk.build+once`` (``_build_request`` on the API dict +
-    ``_async_request_once``, no tenacity; rxllm builds that dict itself for a text-only
-    request and sends it with ``_async_request``), ``sdk.once`` (the ``HttpRequest`` built once,
+    ``_build_request`` + ``_async_request_once``), ``sdk.convert+retry`` (the same request,
+    sent by ``_async_request``: in the SDK's one-attempt tenacity loop),
+    ``sdk.build+once`` (``_build_request`` on the API dict + ``_async_request_once``: what
+    rxllm does for a text-only request), ``sdk.once`` (the ``HttpRequest`` built once,
     only ``_async_request_once`` per request);
 
 - ``rxllm.events`` / ``rxllm.collect``: rxllm's provider as it is.
@@ -252,19 +252,24 @@ def stainless_variants(
 
         return run
 
-    def post(model: str) -> Run:
-        params = _body(name, model)
+    def post_on(sdk_client: Any) -> Factory:
+        def post(model: str) -> Run:
+            params = _body(name, model)
 
-        async def run() -> int:
-            # The whole request pipeline (auth, retry loop, typed status errors); the
-            # open httpx2.Response back, unwrapped.
-            response = await client.post(path, body=params, cast_to=httpx2.Response, stream=True)
-            try:
-                return await _read(response.aiter_raw(), count)
-            finally:
-                await response.aclose()
+            async def run() -> int:
+                # The whole request pipeline (auth, retry loop, typed status errors); the
+                # open httpx2.Response back, unwrapped.
+                response = await sdk_client.post(
+                    path, body=params, cast_to=httpx2.Response, stream=True
+                )
+                try:
+                    return await _read(response.aiter_raw(), count)
+                finally:
+                    await response.aclose()
 
-        return run
+            return run
+
+        return post
 
     def send(model: str) -> Run:
         params = _body(name, model)
@@ -299,46 +304,21 @@ def stainless_variants(
     )
     closers.add(aio.close)
 
-    def post_aiohttp(model: str) -> Run:
-        params = _body(name, model)
-
-        async def run() -> int:
-            response = await aio.post(path, body=params, cast_to=httpx2.Response, stream=True)
-            try:
-                return await _read(response.aiter_raw(), count)
-            finally:
-                await response.aclose()
-
-        return run
-
     return {
         "sdk.create": create,
         "sdk.streaming": streaming,
-        "sdk.post": post,
+        "sdk.post": post_on(client),
         "sdk.send": send,
-        "sdk.post/aiohttp": post_aiohttp,
+        "sdk.post/aiohttp": post_on(aio),
     }
 
 
 def gemini_variants(urls: dict[str, str], key: str, closers: Closers) -> dict[str, Factory]:
-    from google import genai
     from google.genai import types
 
     from rxllm.providers import gemini as rx_gemini
 
-    session = aiohttp.ClientSession()
-    client = genai.Client(
-        api_key=key,
-        vertexai=False,
-        http_options=types.HttpOptions(
-            base_url=urls["gemini"],
-            api_version="v1beta",
-            retry_options=types.HttpRetryOptions(attempts=1),
-            aiohttp_client=session,
-        ),
-    )
-    closers.add(session.close)
-    closers.add(client.aio.aclose)
+    client = bp.gemini_sdk_client(urls["gemini"], key, closers.add)
     api = client._api_client
     count = _counter("gemini")
     contents = [types.Content(role="user", parts=[types.Part(text=PROMPT)])]
@@ -367,16 +347,16 @@ def gemini_variants(urls: dict[str, str], key: str, closers: Closers) -> dict[st
 
         async def run() -> int:
             request = rx_gemini._raw_request(client, model, contents, config)
-            return await read(await rx_gemini._send_raw(client, request, config.http_options))
+            return await read(await rx_gemini._send_raw(client, request))
 
         return run
 
-    def convert_once(model: str) -> Run:
+    def convert_retry(model: str) -> Run:
         config = types.GenerateContentConfig()
 
         async def run() -> int:
             request = rx_gemini._raw_request(client, model, contents, config)
-            return await read(await api._async_request_once(request, stream=True))
+            return await read(await api._async_request(http_request=request, stream=True))
 
         return run
 
@@ -402,7 +382,7 @@ def gemini_variants(urls: dict[str, str], key: str, closers: Closers) -> dict[st
     return {
         "sdk.create": create,
         "sdk.rxllm": rxllm_path,
-        "sdk.convert+once": convert_once,
+        "sdk.convert+retry": convert_retry,
         "sdk.build+once": build_once,
         "sdk.once": once,
     }
