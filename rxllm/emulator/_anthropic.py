@@ -774,9 +774,7 @@ def _message_json(reply: _Reply, message_id: str, model: str) -> dict[str, Any]:
 # -- serving -------------------------------------------------------------------------------------
 
 
-async def _write_stream(
-    stream: SseStream, record: RecordedRequest, reply: _Reply, frames: list[tuple[bytes, int]]
-) -> None:
+async def _write_stream(stream: SseStream, reply: _Reply, frames: list[tuple[bytes, int]]) -> None:
     behaviour = reply.plan.behaviour
     fault = behaviour.mid_stream_fault
     pacer = Pacer(behaviour)
@@ -785,28 +783,22 @@ async def _write_stream(
     content_sent = 0
     pending: list[bytes] = []
 
-    async def flush() -> None:
-        if pending:
-            await stream.send(b"".join(pending) if len(pending) > 1 else pending[0])
-            record.events_sent += len(pending) - 1
-            pending.clear()
-
     await stream.start({"request-id": _request_id()})
     for frame, tokens in frames:
         if tokens:
             if fault is not None and content_sent >= behaviour.after:
                 break
             if paced or (first_content and behaviour.ttft > 0):
-                await flush()
+                await stream.flush(pending)
                 await pacer.before_content(tokens)
             first_content = False
             content_sent += 1
         pending.append(frame)
         if len(pending) >= _BATCH:
-            await flush()
+            await stream.flush(pending)
     if fault == "error_event":
         pending.append(_ERROR_EVENT)
-    await flush()
+    await stream.flush(pending)
     if fault == "drop":
         stream.drop()
     elif fault == "stall":
@@ -893,7 +885,7 @@ class _Handlers:
         if record.stream:
             frames = _stream_frames(reply, message_id, record.model)
             return await serve_stream(
-                state, record, request, lambda s: _write_stream(s, record, reply, frames)
+                state, record, request, lambda s: _write_stream(s, reply, frames)
             )
         return await self._answer_json(request, record, reply, message_id)
 

@@ -728,7 +728,7 @@ def routes(state: EmulatorState) -> list[web.RouteDef]:
         reply = _Reply(plan, text, finish, show)
         if method == "generateContent":
             return await _unary(state, record, request, reply)
-        return await serve_stream(state, record, request, _streamer(reply, behaviour, record))
+        return await serve_stream(state, record, request, _streamer(reply, behaviour))
 
     return [
         web.post("/{version}/models/{spec}", generate),
@@ -742,9 +742,7 @@ def routes(state: EmulatorState) -> list[web.RouteDef]:
 _BATCH = 64
 
 
-def _streamer(
-    reply: _Reply, behaviour: Behaviour, record: RecordedRequest
-) -> Callable[[SseStream], Any]:
+def _streamer(reply: _Reply, behaviour: Behaviour) -> Callable[[SseStream], Any]:
     async def body(stream: SseStream) -> None:
         events = reply.events()
         pacer = Pacer(behaviour)
@@ -758,32 +756,25 @@ def _streamer(
             events, cut = _cut_events(events, behaviour.after, reply.calls)
         pending: list[bytes] = []
 
-        async def flush() -> None:
-            if pending:
-                await stream.send(b"".join(pending) if len(pending) > 1 else pending[0])
-                # SseStream counts writes; a coalesced write carries `len(pending)` events.
-                record.events_sent += len(pending) - 1
-                pending.clear()
-
         await stream.start(_SSE_HEADERS)
         first = True
         for tokens, event in events:
             if paced or (first and behaviour.ttft > 0):
-                await flush()
+                await stream.flush(pending)
                 await pacer.before_content(tokens)
             first = False
             pending.append(event)
             if len(pending) >= _BATCH:
-                await flush()
+                await stream.flush(pending)
         if fault == "drop":
             if cut:
                 pending.append(cut)
-            await flush()
+            await stream.flush(pending)
             stream.drop()
             return
         if fault == "error_event":
             pending.append(_ERROR_EVENT)
-        await flush()
+        await stream.flush(pending)
         if fault == "stall":
             await stream.stall()
         await stream.finish()

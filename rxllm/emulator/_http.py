@@ -52,14 +52,25 @@ class SseStream:
         transport = self._request.transport
         return transport is None or transport.is_closing()
 
-    async def send(self, data: bytes) -> None:
+    async def send(self, data: bytes, events: int = 1) -> None:
+        """Write ``data``, which holds ``events`` events."""
         if self._gone():
             raise ClientGone
         try:
             await self.response.write(data)
         except (ConnectionError, RuntimeError) as error:
             raise ClientGone from error
-        self._record.events_sent += 1
+        self._record.events_sent += events
+
+    async def flush(self, pending: list[bytes]) -> None:
+        """Write the ``pending`` events in one write (each counted as sent), and empty the
+        list: an unpaced stream is sent in a few writes, so that the emulator, not the
+        client under test, is never the slow side."""
+        if pending:
+            data = b"".join(pending) if len(pending) > 1 else pending[0]
+            count = len(pending)
+            pending.clear()
+            await self.send(data, count)
 
     async def stall(self) -> None:
         """Keep the connection open and send nothing until the client gives up."""

@@ -833,7 +833,7 @@ def _content_frames(plan: Plan, chunks: _Chunks) -> Iterator[tuple[tuple[bytes, 
 
 
 def _stream_body(
-    record: RecordedRequest, plan: Plan, chunks: _Chunks, *, include_usage: bool
+    plan: Plan, chunks: _Chunks, *, include_usage: bool
 ) -> Callable[[SseStream], Awaitable[None]]:
     behaviour = plan.behaviour
     fault = behaviour.mid_stream_fault
@@ -845,50 +845,41 @@ def _stream_body(
         paced = behaviour.tps > 0
         pacer = Pacer(behaviour)
 
-        async def flush() -> None:
-            if pending:
-                data = b"".join(pending)
-                count = len(pending)
-                pending.clear()
-                await stream.send(data)
-                # SseStream counts writes; a coalesced write carries `count` events.
-                record.events_sent += count - 1
-
         for index, (frames, tokens) in enumerate(_content_frames(plan, chunks)):
             if fault is not None and index >= behaviour.after:
                 break
             if index == 0:
-                await flush()
+                await stream.flush(pending)
                 if paced and plan.reasoning_tokens:
                     # Reasoning is invisible in Chat Completions: it only delays the reply.
                     await asyncio.sleep(plan.reasoning_tokens / behaviour.tps)
             await pacer.before_content(tokens)
             pending.extend(frames)
             if paced or len(pending) >= _BATCH:
-                await flush()
+                await stream.flush(pending)
         if fault == "drop":
-            await flush()
+            await stream.flush(pending)
             stream.drop()
             return
         if fault == "truncate":
-            await flush()
+            await stream.flush(pending)
             await stream.finish()
             return
         if fault == "stall":
-            await flush()
+            await stream.flush(pending)
             await stream.stall()
             return
         if fault == "error_event":
             pending.append(_STREAM_ERROR)
             pending.append(_DONE)
-            await flush()
+            await stream.flush(pending)
             await stream.finish()
             return
         pending.append(chunks.finish(plan.finish))
         if include_usage:
             pending.append(chunks.usage(plan))
         pending.append(_DONE)
-        await flush()
+        await stream.flush(pending)
         await stream.finish()
 
     return body
@@ -1039,7 +1030,7 @@ def routes(state: EmulatorState) -> list[web.RouteDef]:
             obfuscate=options.get("include_obfuscation", True) is not False,
         )
         return await serve_stream(
-            state, record, request, _stream_body(record, plan, chunks, include_usage=include_usage)
+            state, record, request, _stream_body(plan, chunks, include_usage=include_usage)
         )
 
     def _listed() -> list[str]:
